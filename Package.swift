@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Conveyor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RdKafka", targets: ["RdKafka"]),
+        .library(name: "ConveyorCLI", targets: ["ConveyorCLI"]),
+        .executable(name: "conveyor", targets: ["conveyor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // MARK: - C
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // MARK: - Libraries
+        .target(
+            name: "RdKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "ConveyorCLI",
+            dependencies: [
+                "RdKafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: - Executables
+        .executableTarget(
+            name: "conveyor",
+            dependencies: ["ConveyorCLI"]
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "RdKafkaTests",
+            dependencies: [
+                "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "conveyor",
+                "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RdKafka
+import Synchronization
+
+/// `conveyor bench`: measures Conveyor's consumer against librdkafka's own C consume loop, in the same run, on the
+/// same embedded broker, with the same settings, and prints the ratio.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Compare Conveyor's consumer with the raw librdkafka consumer (records/s and peak RSS).",
+        discussion: """
+            Starts an embedded broker, produces --records records over --partitions partitions, then runs \
+            --rounds rounds; each round consumes everything once with the raw C loop and once with Conveyor's \
+            consumer, each in a fresh child process (so that each peak RSS is its own), alternating which goes \
+            first. Consumer settings are BenchCommand.consumerDefaults plus any -X.
+            """
+    )
+
+    /// The prefetch settings both consumers get: a queue large enough that librdkafka 2.0.2 never hits its
+    /// one-second fetch back-off, bounded in bytes.
+    static let consumerDefaults: [String] = [
+        "queued.min.messages=1000000",
+        "queued.max.messages.kbytes=65536",
+        "fetch.wait.max.ms=10",
+    ]
+
+    @Option(help: "Records to produce and consume per run.")
+    var records: Int = 2_000_000
+
+    @Option(help: "Partitions of the benchmark topic (the embedded broker keeps at most 5 MiB per partition).")
+    var partitions: Int = 48
+
+    @Option(help: "Value size in bytes.")
+    var valueSize: Int = 64
+
+    @Option(help: "Rounds; each runs both consumers once.")
+    var rounds: Int = 2
+
+    @Option(
+        name: .customShort("X"),
+        help: ArgumentHelp("A librdkafka consumer property for both consumers (repeatable).", valueName: "name=value")
+    )
+    var properties: [String] = []
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard self.records > 0, self.partitions > 0, self.rounds > 0, self.valueSize >= 0 else {
+            throw ValidationError("--records, --partitions and --rounds must be positive, --value-size not negative")
+        }
+        let perPartition = self.records / self.partitions * (self.valueSize + 40)
+        guard perPartition < 5 * 1024 * 1024 else {
+            throw ValidationError(
+                "about \(perPartition / 1024) KiB per partition: the embedded broker keeps at most 5 MiB; "
+                    + "use more --partitions or fewer --records"
+            )
+        }
+    }
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "conveyor.bench")
+        let kafka = try EmbeddedKafka(brokers: 1, logger: logger)
+        let topic = "bench"
+        try kafka.createTopic(topic, partitions: self.partitions)
+        let produceSeconds = try await self.produce(to: topic, on: kafka, logger: logger)
+        print("produced \(self.records) records of \(self.valueSize) B over \(self.partitions) partitions "
+            + "in \(String(format: "%.2f", produceSeconds)) s")
+        print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " "))")
+
+        var results: [String: [BenchResult]] = ["raw": [], "conveyor": []]
+        for round in 1...self.rounds {
+            let modes = round % 2 == 1 ? ["raw", "conveyor"] : ["conveyor", "raw"]
+            for mode in modes {
+                let result = try self.runChild(mode: mode, bootstrap: kafka.bootstrapServers, topic: topic, round: round)
+                results[mode, default: []].append(result)
+                print(String(
+                    format: "round %d  %-8@  %10.0f records/s  peak RSS %6.1f MB",
+                    round, mode as NSString, result.recordsPerSecond, result.peakRSSMegabytes
+                ))
+            }
+        }
+        let raw = results["raw"]!.map(\.recordsPerSecond).max()!
+        let conveyor = results["conveyor"]!.map(\.recordsPerSecond).max()!
+        let rawRSS = results["raw"]!.map(\.peakRSSMegabytes).max()!
+        let conveyorRSS = results["conveyor"]!.map(\.peakRSSMegabytes).max()!
+        print(String(format: "best raw librdkafka: %10.0f records/s  peak RSS %6.1f MB", raw, rawRSS))
+        print(String(format: "best conveyor:       %10.0f records/s  peak RSS %6.1f MB", conveyor, conveyorRSS))
+        print(String(format: "ratio conveyor/raw:  %.2fx records/s, %.2fx RSS", conveyor / raw, conveyorRSS / rawRSS))
+    }
+
+    private func produce(to topic: String, on kafka: EmbeddedKafka, logger: Logger) async throws -> Double {
+        var configuration = try KafkaConfiguration(bootstrapServers: kafka.bootstrapServers)
+        try configuration.set("linger.ms", "20")
+        try configuration.set("batch.num.messages", "10000")
+        try configuration.set("queue.buffering.max.messages", "1000000")
+        let producer = try KafkaProducer(configuration: configuration, logger: logger)
+        let failures = Atomic<Int>(0)
+        let value = [UInt8](repeating: UInt8(ascii: "v"), count: self.valueSize)
+        let start = ContinuousClock.now
+        for index in 0..<self.records {
+            let message = KafkaProducerMessage(
+                topic: topic, partition: Int32(index % self.partitions), key: Array("k\(index)".utf8), value: value
+            )
+            try await producer.produce(message) { result in
+                if case .failure = result { failures.add(1, ordering: .relaxed) }
+            }
+        }
+        try await producer.flush(timeout: .seconds(120))
+        await producer.close()
+        guard failures.load(ordering: .relaxed) == 0 else {
+            throw ValidationError("\(failures.load(ordering: .relaxed)) benchmark records were not delivered")
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    private func runChild(mode: String, bootstrap: String, topic: String, round: Int) throws -> BenchResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = [
+            "bench-consumer", "--mode", mode, "--bootstrap-servers", bootstrap, "--topic", topic,
+            "--group", "bench-\(mode)-\(round)", "--records", String(self.records),
+            "--log-level", self.logging.logLevel.rawValue,
+        ] + (Self.consumerDefaults + self.properties).flatMap { ["-X", $0] }
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+            let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
+            let result = BenchResult(line: String(line))
+        else {
+            throw ValidationError("bench-consumer --mode \(mode) failed with status \(process.terminationStatus)")
+        }
+        guard result.records == Int64(self.records) else {
+            throw ValidationError("bench-consumer --mode \(mode) read \(result.records) of \(self.records) records")
+        }
+        return result
+    }
+}
+
+/// What one benchmark child measured.
+struct BenchResult {
+    var records: Int64
+    var seconds: Double
+    var peakRSSKilobytes: Int
+
+    var recordsPerSecond: Double { Double(self.records) / self.seconds }
+    var peakRSSMegabytes: Double { Double(self.peakRSSKilobytes) / 1024 }
+
+    init(records: Int64, seconds: Double, peakRSSKilobytes: Int) {
+        self.records = records
+        self.seconds = seconds
+        self.peakRSSKilobytes = peakRSSKilobytes
+    }
+
+    /// Parses the child's output line `records=N seconds=S peak_rss_kb=K`.
+    init?(line: String) {
+        var fields: [String: String] = [:]
+        for pair in line.split(separator: " ") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+        }
+        guard let records = fields["records"].flatMap({ Int64($0) }),
+            let seconds = fields["seconds"].flatMap({ Double($0) }),
+            let rss = fields["peak_rss_kb"].flatMap({ Int($0) })
+        else { return nil }
+        self.init(records: records, seconds: seconds, peakRSSKilobytes: rss)
+    }
+
+    var line: String { "records=\(self.records) seconds=\(self.seconds) peak_rss_kb=\(self.peakRSSKilobytes)" }
+}

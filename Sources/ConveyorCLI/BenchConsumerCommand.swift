@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RdKafka
+import Synchronization
+
+/// `conveyor bench-consumer`: one measured consumer run of `conveyor bench`, in a process of its own.
+struct BenchConsumerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-consumer",
+        abstract: "One consumer run of `conveyor bench` (used by it; prints records, seconds and peak RSS).",
+        shouldDisplay: false
+    )
+
+    enum Mode: String, ExpressibleByArgument {
+        case raw
+        case conveyor
+    }
+
+    @Option var mode: Mode
+    @OptionGroup var client: ClientOptions
+    @Option var topic: String
+    @Option var group: String
+    @Option var records: Int
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "conveyor.bench-consumer")
+        let configuration = try self.client.makeConfiguration(groupID: self.group)
+        let result: BenchResult
+        switch self.mode {
+        case .raw:
+            let raw = try RawConsumerBaseline.consume(
+                configuration: configuration, topic: self.topic, records: Int64(self.records), logger: logger
+            )
+            result = BenchResult(records: raw.records, seconds: raw.elapsed.seconds, peakRSSKilobytes: Self.peakRSS())
+        case .conveyor:
+            let counter = CountingDelegate(target: self.records)
+            let consumer = try KafkaConsumer(configuration: configuration, delegate: counter, logger: logger)
+            try await consumer.subscribe([self.topic])
+            let (count, elapsed) = await counter.finished()
+            try await consumer.close()
+            result = BenchResult(records: Int64(count), seconds: elapsed.seconds, peakRSSKilobytes: Self.peakRSS())
+        }
+        print(result.line)
+    }
+
+    /// `VmHWM` of `/proc/self/status`: the process's peak resident set size, in KiB.
+    static func peakRSS() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+        return line.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+    }
+}
+
+/// Counts records the way the C baseline does (touching each key and value length) until a target.
+final class CountingDelegate: KafkaConsumerDelegate {
+    private struct State {
+        var count = 0
+        var bytes = 0
+        var start: ContinuousClock.Instant?
+        var end: ContinuousClock.Instant?
+        var waiter: CheckedContinuation<(Int, Duration), Never>?
+    }
+
+    private let target: Int
+    private let state = Mutex(State())
+
+    init(target: Int) {
+        self.target = target
+    }
+
+    func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
+        var bytes = 0
+        for record in records {
+            bytes &+= record.byteCount
+        }
+        let now = ContinuousClock.now
+        let finished: (CheckedContinuation<(Int, Duration), Never>, (Int, Duration))? = self.state.withLock { state in
+            state.start = state.start ?? now
+            state.count += records.count
+            state.bytes &+= bytes
+            guard state.count >= self.target, state.end == nil, let start = state.start else { return nil }
+            state.end = now
+            guard let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return (waiter, (state.count, now - start))
+        }
+        if let (waiter, value) = finished {
+            waiter.resume(returning: value)
+        }
+    }
+
+    /// Suspends until the target was reached; returns the count and the time from first to last batch.
+    func finished() async -> (Int, Duration) {
+        await withCheckedContinuation { continuation in
+            let ready: (Int, Duration)? = self.state.withLock { state in
+                guard let start = state.start, let end = state.end else {
+                    state.waiter = continuation
+                    return nil
+                }
+                return (state.count, end - start)
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a floating-point number.
+    var seconds: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,366 @@
+internal import CRdKafka
+import Logging
+import Synchronization
+
+/// The poll thread of a ``KafkaConsumer``: owns the consumer handle, reads records in batches, applies
+/// rebalances, and runs the operations other threads send it.
+///
+/// `@unchecked Sendable`: the loop is handed to its poll thread once, at start. From then on its `var`s are read
+/// and written only on that thread: by ``run()``, by commands it runs, and by the rebalance and commit callbacks,
+/// which librdkafka calls from inside `rd_kafka_consumer_poll` and `rd_kafka_consumer_close` on the same thread.
+/// What other threads touch (``mailbox``) is behind a `Mutex`.
+final class ConsumerLoop: @unchecked Sendable {
+    /// A unit of work sent to the poll thread.
+    typealias Command = @Sendable (ConsumerLoop) -> Void
+
+    /// What other threads share with the poll thread.
+    struct Mailbox {
+        var commands: [Command] = []
+        /// The consumer queue, kept only to wake the poll thread; `nil` once the loop stopped taking commands.
+        var wakeQueue: OpaquePointer?
+    }
+
+    let client: KafkaClient
+    let delegate: any KafkaConsumerDelegate
+    let logger: Logger
+    let mailbox: Mutex<Mailbox>
+    private let batchSize: Int
+
+    // MARK: Poll-thread state
+
+    private(set) var assignment: Set<TopicPartition> = []
+    private(set) var paused: Set<TopicPartition> = []
+    /// Messages read but not yet handed to the delegate.
+    private var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+    /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
+    private var topicNames: [OpaquePointer: String] = [:]
+    private var isClosing = false
+    private var isClosed = false
+
+    init(client: KafkaClient, delegate: any KafkaConsumerDelegate, logger: Logger) {
+        self.client = client
+        self.delegate = delegate
+        self.logger = logger
+        self.batchSize = client.configuration.pollBatchSize
+        // The queue reference is destroyed in `stopTakingCommands()`, before the consumer closes.
+        self.mailbox = Mutex(Mailbox(wakeQueue: rd_kafka_queue_get_consumer(client.pointer)))
+        self.pending.reserveCapacity(self.batchSize)
+    }
+
+    // MARK: - Commands
+
+    /// Sends `command` to the poll thread. Returns `false` if the loop has stopped taking commands.
+    func send(_ command: @escaping Command) -> Bool {
+        self.mailbox.withLock { mailbox in
+            guard let queue = mailbox.wakeQueue else { return false }
+            mailbox.commands.append(command)
+            rd_kafka_queue_yield(queue)
+            return true
+        }
+    }
+
+    private func runCommands() {
+        let commands = self.mailbox.withLock { mailbox in
+            defer { mailbox.commands.removeAll() }
+            return mailbox.commands
+        }
+        for command in commands {
+            command(self)
+        }
+    }
+
+    // MARK: - Loop
+
+    /// Polls until ``close()`` ran. Called once, on the poll thread.
+    func run() {
+        while !self.isClosed {
+            self.runCommands()
+            guard !self.isClosed else { break }
+            self.pollBatch()
+        }
+    }
+
+    private func pollBatch() {
+        guard let first = rd_kafka_consumer_poll(self.client.pointer, 100) else { return }
+        self.pending.append(first)
+        while self.pending.count < self.batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
+            self.pending.append(next)
+        }
+        let records = self.takeRecords()
+        if !records.isEmpty {
+            self.delegate.consumer(KafkaConsumerControl(loop: self), didReceive: records)
+        }
+    }
+
+    /// Copies the pending messages into one batch, reports the errors among them, and destroys them.
+    private func takeRecords() -> [KafkaRecord] {
+        defer {
+            for message in self.pending {
+                rd_kafka_message_destroy(message)
+            }
+            self.pending.removeAll(keepingCapacity: true)
+        }
+        var bytes: [UInt8] = []
+        var headers: [KafkaBatchStorage.HeaderSlot] = []
+        var slots: [(UnsafeMutablePointer<rd_kafka_message_t>, KafkaBatchStorage.RecordSlot)] = []
+        slots.reserveCapacity(self.pending.count)
+        for message in self.pending {
+            let payload = message.pointee
+            guard payload.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                self.report(message)
+                continue
+            }
+            let key = Self.append(payload.key, count: payload.key_len, to: &bytes)
+            let value = Self.append(payload.payload, count: payload.len, to: &bytes)
+            let firstHeader = headers.count
+            Self.appendHeaders(of: message, to: &headers, bytes: &bytes)
+            slots.append((message, .init(key: key, value: value, headers: firstHeader..<headers.count)))
+        }
+        let storage = KafkaBatchStorage(bytes: bytes, headers: headers)
+        return slots.map { message, slot in
+            let payload = message.pointee
+            var kind = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let milliseconds = rd_kafka_message_timestamp(message, &kind)
+            let timestamp: KafkaTimestamp? =
+                switch kind {
+                case RD_KAFKA_TIMESTAMP_CREATE_TIME: KafkaTimestamp(kind: .createTime, millisecondsSinceEpoch: milliseconds)
+                case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME:
+                    KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
+                default: nil
+                }
+            return KafkaRecord(
+                topic: self.topicName(payload.rkt),
+                partition: payload.partition,
+                offset: payload.offset,
+                timestamp: timestamp,
+                storage: storage,
+                slot: slot
+            )
+        }
+    }
+
+    private static func append(_ pointer: UnsafeMutableRawPointer?, count: Int, to bytes: inout [UInt8]) -> Range<Int>? {
+        guard let pointer else { return nil }
+        let start = bytes.count
+        bytes.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+        return start..<bytes.count
+    }
+
+    private static func appendHeaders(
+        of message: UnsafeMutablePointer<rd_kafka_message_t>,
+        to headers: inout [KafkaBatchStorage.HeaderSlot],
+        bytes: inout [UInt8]
+    ) {
+        var list: OpaquePointer?
+        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let range = Self.append(value.map { UnsafeMutableRawPointer(mutating: $0) }, count: size, to: &bytes)
+            headers.append(.init(name: name.map { String(cString: $0) } ?? "", value: range))
+            index += 1
+        }
+    }
+
+    private func topicName(_ topic: OpaquePointer?) -> String {
+        guard let topic else { return "" }
+        if let name = self.topicNames[topic] {
+            return name
+        }
+        let name = String(cString: rd_kafka_topic_name(topic))
+        self.topicNames[topic] = name
+        return name
+    }
+
+    /// Reports a consumer error message (as opposed to a record) to the delegate.
+    private func report(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let payload = message.pointee
+        var context = "consumer"
+        if let topic = payload.rkt {
+            context += " on \(self.topicName(topic))[\(payload.partition)]"
+        }
+        let reason = rd_kafka_message_errstr(message).map { String(cString: $0) }
+        let error = KafkaError.translate(payload.err, context: context, reason: reason)
+        self.logger.warning("Consumer error", metadata: ["error": "\(error)"])
+        self.delegate.consumer(KafkaConsumerControl(loop: self), didFail: error)
+    }
+
+    // MARK: - Operations (poll thread)
+
+    func pause(_ partitions: some Collection<TopicPartition>) throws {
+        try self.requireAssigned(partitions, operation: "pause")
+        let toPause = partitions.filter { !self.paused.contains($0) }
+        guard !toPause.isEmpty else { return }
+        let list = PartitionList(toPause)
+        let result = rd_kafka_pause_partitions(self.client.pointer, list.pointer)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.translate(result, context: "pause \(toPause)")
+        }
+        self.paused.formUnion(toPause)
+    }
+
+    func resume(_ partitions: some Collection<TopicPartition>) throws {
+        let toResume = partitions.filter { self.paused.contains($0) }
+        guard !toResume.isEmpty else { return }
+        let list = PartitionList(toResume)
+        let result = rd_kafka_resume_partitions(self.client.pointer, list.pointer)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.translate(result, context: "resume \(toResume)")
+        }
+        self.paused.subtract(toResume)
+    }
+
+    func store(_ offsets: some Collection<TopicPartitionOffset>) throws {
+        try self.requireAssigned(offsets.map(\.topicPartition), operation: "store offsets")
+        guard !offsets.isEmpty else { return }
+        let list = PartitionList(offsets)
+        let result = rd_kafka_offsets_store(self.client.pointer, list.pointer)
+        let refused = list.entries.filter { $0.1 != RD_KAFKA_RESP_ERR_NO_ERROR }
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR, refused.isEmpty else {
+            let detail = refused.map { "\($0.0): \(String(cString: rd_kafka_err2name($0.1)))" }
+            throw KafkaError.translate(
+                refused.first?.1 ?? result,
+                context: "store offsets",
+                reason: "librdkafka refused \(detail.isEmpty ? "the offsets" : detail.joined(separator: ", "))"
+            )
+        }
+    }
+
+    func commit(asynchronously: Bool) throws {
+        let result = rd_kafka_commit(self.client.pointer, nil, asynchronously ? 1 : 0)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR || result == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+            throw KafkaError.translate(result, context: "commit")
+        }
+    }
+
+    func committed(_ partitions: some Collection<TopicPartition>, timeout: Duration) throws -> [TopicPartition: Int64?] {
+        let list = PartitionList(partitions)
+        let result = rd_kafka_committed(self.client.pointer, list.pointer, timeout.milliseconds)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.translate(result, context: "read committed offsets of \(Array(partitions))")
+        }
+        var offsets: [TopicPartition: Int64?] = [:]
+        for (entry, _) in list.entries {
+            offsets[entry.topicPartition] = entry.offset >= 0 ? entry.offset : nil
+        }
+        return offsets
+    }
+
+    func subscribe(_ topics: [String]) throws {
+        try self.client.waitForBrokers()
+        let list = PartitionList(topics.map { TopicPartition($0, conveyor_partition_unassigned()) })
+        let result = rd_kafka_subscribe(self.client.pointer, list.pointer)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.translate(result, context: "subscribe to \(topics)")
+        }
+    }
+
+    private func requireAssigned(_ partitions: some Collection<TopicPartition>, operation: String) throws {
+        let foreign = partitions.filter { !self.assignment.contains($0) }
+        guard foreign.isEmpty else {
+            throw KafkaError(
+                .partitionNotAssigned,
+                "\(operation): \(foreign.map(\.description).joined(separator: ", ")) not assigned to this consumer"
+            )
+        }
+    }
+
+    /// Leaves the group (revoking the assignment through the delegate first) and stops the loop.
+    func close() -> Result<Void, KafkaError> {
+        guard !self.isClosing else { return .success(()) }
+        self.isClosing = true
+        self.stopTakingCommands()
+        let result = rd_kafka_consumer_close(self.client.pointer)
+        self.isClosed = true
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            return .failure(KafkaError.translate(result, context: "close consumer"))
+        }
+        return .success(())
+    }
+
+    /// Refuses further commands, fails the ones still queued, and releases the wake-up queue.
+    private func stopTakingCommands() {
+        let (queue, _) = self.mailbox.withLock { mailbox in
+            defer { mailbox.wakeQueue = nil }
+            return (mailbox.wakeQueue, ())
+        }
+        self.runCommands()
+        if let queue {
+            rd_kafka_queue_destroy(queue)
+        }
+    }
+}
+
+// MARK: - Rebalance
+
+extension ConsumerLoop: ClientEventHandler {
+    func rebalance(
+        _ client: OpaquePointer,
+        _ error: rd_kafka_resp_err_t,
+        _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+    ) {
+        let partitions = PartitionList.partitions(in: list)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(client)) == "COOPERATIVE"
+        let control = KafkaConsumerControl(loop: self)
+        switch error {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            let failure: String?
+            if cooperative {
+                failure = rd_kafka_incremental_assign(client, list).map {
+                    KafkaError.consume($0, context: "assign \(partitions)").message
+                }
+            } else {
+                let result = rd_kafka_assign(client, list)
+                failure = result == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(result))
+            }
+            if let failure {
+                self.logger.error("Assignment failed", metadata: ["error": "\(failure)"])
+                return
+            }
+            self.assignment.formUnion(partitions)
+            self.logger.debug("Partitions assigned", metadata: ["partitions": "\(partitions)"])
+            self.delegate.consumer(control, didAssign: partitions)
+        default:
+            let revoked = Set(partitions)
+            // Records read but not handed over are dropped: their offsets were never stored, so the next owner
+            // reads them again.
+            self.pending.removeAll { message in
+                let revokedMessage = revoked.contains(
+                    TopicPartition(self.topicName(message.pointee.rkt), message.pointee.partition)
+                )
+                if revokedMessage {
+                    rd_kafka_message_destroy(message)
+                }
+                return revokedMessage
+            }
+            if rd_kafka_assignment_lost(client) != 0 {
+                self.logger.warning("Partitions lost", metadata: ["partitions": "\(partitions)"])
+                self.delegate.consumer(control, didLose: partitions)
+            } else {
+                self.logger.debug("Partitions revoked", metadata: ["partitions": "\(partitions)"])
+                self.delegate.consumer(control, willRevoke: partitions)
+            }
+            self.assignment.subtract(revoked)
+            self.paused.subtract(revoked)
+            if cooperative {
+                if let failure = rd_kafka_incremental_unassign(client, list) {
+                    let error = KafkaError.consume(failure, context: "unassign \(partitions)")
+                    self.logger.error("Unassignment failed", metadata: ["error": "\(error)"])
+                }
+            } else {
+                rd_kafka_assign(client, nil)
+            }
+        }
+    }
+
+    func committed(_ error: rd_kafka_resp_err_t, _ offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+        let failure = KafkaError.translate(error, context: "commit of \(PartitionList.partitions(in: offsets))")
+        self.logger.warning("Commit failed", metadata: ["error": "\(failure)"])
+        self.delegate.consumer(KafkaConsumerControl(loop: self), didFail: failure)
+    }
+
+    func delivered() {}
+}

@@ -1,0 +1,57 @@
+/// The operations of a ``KafkaConsumer`` that run on its poll thread.
+///
+/// A control is handed to every ``KafkaConsumerDelegate`` method, and to the body of
+/// ``KafkaConsumer/perform(_:)``. It is valid only for the duration of that call: do not keep it.
+public struct KafkaConsumerControl {
+    let loop: ConsumerLoop
+
+    init(loop: ConsumerLoop) {
+        self.loop = loop
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public var assignment: Set<TopicPartition> { self.loop.assignment }
+
+    /// The assigned partitions that are paused.
+    public var paused: Set<TopicPartition> { self.loop.paused }
+
+    /// Stops fetching from partitions until they are resumed. Pausing a paused partition changes nothing.
+    ///
+    /// - Throws: ``KafkaError/Code/partitionNotAssigned`` if a partition is not assigned to this consumer.
+    public func pause(_ partitions: some Collection<TopicPartition>) throws {
+        try self.loop.pause(partitions)
+    }
+
+    /// Resumes fetching from paused partitions. Partitions that are not paused are left alone: resuming them
+    /// could make librdkafka 2.0.2 deliver records twice.
+    public func resume(_ partitions: some Collection<TopicPartition>) throws {
+        try self.loop.resume(partitions)
+    }
+
+    /// Stores offsets to be committed by the next commit. Each offset is the next record to consume.
+    ///
+    /// - Throws: ``KafkaError/Code/partitionNotAssigned`` naming every partition this consumer does not own;
+    ///   nothing is stored for any of them.
+    public func store(_ offsets: some Collection<TopicPartitionOffset>) throws {
+        try self.loop.store(offsets)
+    }
+
+    /// Commits the stored offsets and waits for the broker's answer. Succeeds if nothing new was stored.
+    public func commit() throws {
+        try self.loop.commit(asynchronously: false)
+    }
+
+    /// Sends a commit of the stored offsets without waiting; failures reach the delegate's `didFail`.
+    public func commitAsynchronously() throws {
+        try self.loop.commit(asynchronously: true)
+    }
+
+    /// The offsets the group has committed for `partitions` (the next record to consume); `nil` where nothing
+    /// is committed. Asks the group coordinator, waiting up to `timeout`.
+    public func committed(
+        _ partitions: some Collection<TopicPartition>,
+        timeout: Duration = .seconds(10)
+    ) throws -> [TopicPartition: Int64?] {
+        try self.loop.committed(partitions, timeout: timeout)
+    }
+}
