@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "RdKafka", targets: ["RdKafka"]),
         .library(name: "ConveyorCLI", targets: ["ConveyorCLI"]),
+        .library(name: "ConveyorTestKit", targets: ["ConveyorTestKit"]),
         .executable(name: "conveyor", targets: ["conveyor"]),
     ],
     dependencies: [
@@ -31,6 +32,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ConveyorTestKit",
+            dependencies: ["RdKafka"]
+        ),
+        .target(
             name: "ConveyorCLI",
             dependencies: [
                 "RdKafka",
@@ -51,6 +56,7 @@ let package = Package(
             name: "RdKafkaTests",
             dependencies: [
                 "RdKafka",
+                "ConveyorTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,6 +65,7 @@ let package = Package(
             dependencies: [
                 "conveyor",
                 "RdKafka",
+                "ConveyorTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -43,14 +43,18 @@ static inline rd_kafka_resp_err_t conveyor_produce(rd_kafka_t *rk, const char *t
 // MARK: - Benchmark baseline
 
 /// The raw librdkafka consume loop the benchmark compares Conveyor's consumer against: drain the consumer queue
-/// with `rd_kafka_consumer_poll`, touch each payload's length, destroy the message. Stops after `target` records
+/// with `rd_kafka_consumer_poll` (without waiting while records are queued, waiting only when it is empty),
+/// touch each payload's length, destroy the message. Stops after `target` records
 /// or when no record arrived for `idle_timeout_ms`. Returns the number of records consumed and adds their
 /// payload bytes to `*bytes`.
 static inline int64_t conveyor_baseline_consume(rd_kafka_t *rk, int64_t target, int idle_timeout_ms,
                                                 int64_t *bytes) {
     int64_t count = 0;
     while (count < target) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, idle_timeout_ms);
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 0);
+        if (msg == NULL) {
+            msg = rd_kafka_consumer_poll(rk, idle_timeout_ms);
+        }
         if (msg == NULL) {
             break;
         }

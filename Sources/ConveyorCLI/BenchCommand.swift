@@ -23,7 +23,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let consumerDefaults: [String] = [
         "queued.min.messages=1000000",
         "queued.max.messages.kbytes=65536",
-        "fetch.wait.max.ms=10",
     ]
 
     @Option(help: "Records to produce and consume per run.")
@@ -36,7 +35,7 @@ struct BenchCommand: AsyncParsableCommand {
     var valueSize: Int = 64
 
     @Option(help: "Rounds; each runs both consumers once.")
-    var rounds: Int = 2
+    var rounds: Int = 3
 
     @Option(
         name: .customShort("X"),
@@ -75,19 +74,18 @@ struct BenchCommand: AsyncParsableCommand {
             for mode in modes {
                 let result = try self.runChild(mode: mode, bootstrap: kafka.bootstrapServers, topic: topic, round: round)
                 results[mode, default: []].append(result)
-                print(String(
-                    format: "round %d  %-8@  %10.0f records/s  peak RSS %6.1f MB",
-                    round, mode as NSString, result.recordsPerSecond, result.peakRSSMegabytes
-                ))
+                print("round \(round)  \(mode.padding(toLength: 9, withPad: " ", startingAt: 0))" + result.summary)
             }
         }
-        let raw = results["raw"]!.map(\.recordsPerSecond).max()!
-        let conveyor = results["conveyor"]!.map(\.recordsPerSecond).max()!
-        let rawRSS = results["raw"]!.map(\.peakRSSMegabytes).max()!
-        let conveyorRSS = results["conveyor"]!.map(\.peakRSSMegabytes).max()!
-        print(String(format: "best raw librdkafka: %10.0f records/s  peak RSS %6.1f MB", raw, rawRSS))
-        print(String(format: "best conveyor:       %10.0f records/s  peak RSS %6.1f MB", conveyor, conveyorRSS))
-        print(String(format: "ratio conveyor/raw:  %.2fx records/s, %.2fx RSS", conveyor / raw, conveyorRSS / rawRSS))
+        let raw = BenchSummary(results["raw"]!)
+        let conveyor = BenchSummary(results["conveyor"]!)
+        print("raw librdkafka  " + raw.text)
+        print("conveyor        " + conveyor.text)
+        print(String(
+            format: "ratio conveyor/raw: %.2fx records/s (best), %.2fx (median), %.2fx CPU per record, %.2fx peak RSS",
+            conveyor.bestRate / raw.bestRate, conveyor.medianRate / raw.medianRate,
+            conveyor.cpuPerRecord / raw.cpuPerRecord, conveyor.peakRSS / raw.peakRSS
+        ))
     }
 
     private func produce(to topic: String, on kafka: EmbeddedKafka, logger: Logger) async throws -> Double {
@@ -144,20 +142,32 @@ struct BenchCommand: AsyncParsableCommand {
 
 /// What one benchmark child measured.
 struct BenchResult {
+    /// Records consumed.
     var records: Int64
+    /// Wall-clock seconds from the first record to the last.
     var seconds: Double
+    /// CPU seconds (user and system) of the whole child process.
+    var cpuSeconds: Double
+    /// Peak resident set size of the child process.
     var peakRSSKilobytes: Int
 
     var recordsPerSecond: Double { Double(self.records) / self.seconds }
     var peakRSSMegabytes: Double { Double(self.peakRSSKilobytes) / 1024 }
+    var summary: String {
+        String(
+            format: "%10.0f records/s  %6.0f ns CPU/record  peak RSS %6.1f MB",
+            self.recordsPerSecond, self.cpuSeconds / Double(self.records) * 1e9, self.peakRSSMegabytes
+        )
+    }
 
-    init(records: Int64, seconds: Double, peakRSSKilobytes: Int) {
+    init(records: Int64, seconds: Double, cpuSeconds: Double, peakRSSKilobytes: Int) {
         self.records = records
         self.seconds = seconds
+        self.cpuSeconds = cpuSeconds
         self.peakRSSKilobytes = peakRSSKilobytes
     }
 
-    /// Parses the child's output line `records=N seconds=S peak_rss_kb=K`.
+    /// Parses the child's output line `records=N seconds=S cpu_seconds=C peak_rss_kb=K`.
     init?(line: String) {
         var fields: [String: String] = [:]
         for pair in line.split(separator: " ") {
@@ -166,10 +176,36 @@ struct BenchResult {
         }
         guard let records = fields["records"].flatMap({ Int64($0) }),
             let seconds = fields["seconds"].flatMap({ Double($0) }),
+            let cpu = fields["cpu_seconds"].flatMap({ Double($0) }),
             let rss = fields["peak_rss_kb"].flatMap({ Int($0) })
         else { return nil }
-        self.init(records: records, seconds: seconds, peakRSSKilobytes: rss)
+        self.init(records: records, seconds: seconds, cpuSeconds: cpu, peakRSSKilobytes: rss)
     }
 
-    var line: String { "records=\(self.records) seconds=\(self.seconds) peak_rss_kb=\(self.peakRSSKilobytes)" }
+    var line: String {
+        "records=\(self.records) seconds=\(self.seconds) cpu_seconds=\(self.cpuSeconds) peak_rss_kb=\(self.peakRSSKilobytes)"
+    }
+}
+
+/// The best and median of several runs of one consumer.
+struct BenchSummary {
+    var bestRate: Double
+    var medianRate: Double
+    var cpuPerRecord: Double
+    var peakRSS: Double
+
+    init(_ results: [BenchResult]) {
+        let rates = results.map(\.recordsPerSecond).sorted()
+        self.bestRate = rates.last!
+        self.medianRate = rates[rates.count / 2]
+        self.cpuPerRecord = results.map { $0.cpuSeconds / Double($0.records) }.sorted()[results.count / 2]
+        self.peakRSS = results.map(\.peakRSSMegabytes).max()!
+    }
+
+    var text: String {
+        String(
+            format: "best %10.0f records/s  median %10.0f records/s  median %5.0f ns CPU/record  peak RSS %6.1f MB",
+            self.bestRate, self.medianRate, self.cpuPerRecord * 1e9, self.peakRSS
+        )
+    }
 }

@@ -33,16 +33,31 @@ struct BenchConsumerCommand: AsyncParsableCommand {
             let raw = try RawConsumerBaseline.consume(
                 configuration: configuration, topic: self.topic, records: Int64(self.records), logger: logger
             )
-            result = BenchResult(records: raw.records, seconds: raw.elapsed.seconds, peakRSSKilobytes: Self.peakRSS())
+            result = BenchResult(
+                records: raw.records, seconds: raw.elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
+                peakRSSKilobytes: Self.peakRSS()
+            )
         case .conveyor:
             let counter = CountingDelegate(target: self.records)
             let consumer = try KafkaConsumer(configuration: configuration, delegate: counter, logger: logger)
             try await consumer.subscribe([self.topic])
             let (count, elapsed) = await counter.finished()
             try await consumer.close()
-            result = BenchResult(records: Int64(count), seconds: elapsed.seconds, peakRSSKilobytes: Self.peakRSS())
+            result = BenchResult(
+                records: Int64(count), seconds: elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
+                peakRSSKilobytes: Self.peakRSS()
+            )
         }
         print(result.line)
+    }
+
+    /// User and system CPU time of this process so far.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return user + system
     }
 
     /// `VmHWM` of `/proc/self/status`: the process's peak resident set size, in KiB.

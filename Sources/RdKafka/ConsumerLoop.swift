@@ -32,8 +32,12 @@ final class ConsumerLoop: @unchecked Sendable {
     private(set) var paused: Set<TopicPartition> = []
     /// Messages read but not yet handed to the delegate.
     private var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+    /// Where each pending record's parts are in the batch being built; kept to reuse its capacity.
+    private var slots: [(UnsafeMutablePointer<rd_kafka_message_t>, KafkaBatchStorage.RecordSlot)] = []
     /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
     private var topicNames: [OpaquePointer: String] = [:]
+    /// The last topic looked up, which is almost always the next one too.
+    private var lastTopic: (handle: OpaquePointer, name: String)?
     private var isClosing = false
     private var isClosed = false
 
@@ -99,11 +103,16 @@ final class ConsumerLoop: @unchecked Sendable {
                 rd_kafka_message_destroy(message)
             }
             self.pending.removeAll(keepingCapacity: true)
+            self.slots.removeAll(keepingCapacity: true)
+        }
+        // One allocation for all payloads of the batch.
+        var capacity = 0
+        for message in self.pending {
+            capacity += message.pointee.len + message.pointee.key_len
         }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(capacity)
         var headers: [KafkaBatchStorage.HeaderSlot] = []
-        var slots: [(UnsafeMutablePointer<rd_kafka_message_t>, KafkaBatchStorage.RecordSlot)] = []
-        slots.reserveCapacity(self.pending.count)
         for message in self.pending {
             let payload = message.pointee
             guard payload.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
@@ -114,29 +123,33 @@ final class ConsumerLoop: @unchecked Sendable {
             let value = Self.append(payload.payload, count: payload.len, to: &bytes)
             let firstHeader = headers.count
             Self.appendHeaders(of: message, to: &headers, bytes: &bytes)
-            slots.append((message, .init(key: key, value: value, headers: firstHeader..<headers.count)))
+            self.slots.append((message, .init(key: key, value: value, headers: firstHeader..<headers.count)))
         }
         let storage = KafkaBatchStorage(bytes: bytes, headers: headers)
-        return slots.map { message, slot in
+        var records: [KafkaRecord] = []
+        records.reserveCapacity(self.slots.count)
+        for (message, slot) in self.slots {
             let payload = message.pointee
             var kind = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
             let milliseconds = rd_kafka_message_timestamp(message, &kind)
             let timestamp: KafkaTimestamp? =
                 switch kind {
-                case RD_KAFKA_TIMESTAMP_CREATE_TIME: KafkaTimestamp(kind: .createTime, millisecondsSinceEpoch: milliseconds)
+                case RD_KAFKA_TIMESTAMP_CREATE_TIME:
+                    KafkaTimestamp(kind: .createTime, millisecondsSinceEpoch: milliseconds)
                 case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME:
                     KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
                 default: nil
                 }
-            return KafkaRecord(
+            records.append(KafkaRecord(
                 topic: self.topicName(payload.rkt),
                 partition: payload.partition,
                 offset: payload.offset,
                 timestamp: timestamp,
                 storage: storage,
                 slot: slot
-            )
+            ))
         }
+        return records
     }
 
     private static func append(_ pointer: UnsafeMutableRawPointer?, count: Int, to bytes: inout [UInt8]) -> Range<Int>? {
@@ -166,7 +179,11 @@ final class ConsumerLoop: @unchecked Sendable {
 
     private func topicName(_ topic: OpaquePointer?) -> String {
         guard let topic else { return "" }
+        if let last = self.lastTopic, last.handle == topic {
+            return last.name
+        }
         if let name = self.topicNames[topic] {
+            self.lastTopic = (topic, name)
             return name
         }
         let name = String(cString: rd_kafka_topic_name(topic))
