@@ -71,6 +71,11 @@ final class KafkaClient: @unchecked Sendable {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_log_cb(conf) { client, level, facility, message in
             guard let context = ClientContext.of(rd_kafka_opaque(client)) else { return }
+            if level <= 3, let message {
+                // Connection failures are logged from librdkafka's threads even while the poll thread is blocked;
+                // keep the latest to explain a failed connection.
+                context.lastError.withLock { $0 = String(cString: message) }
+            }
             context.logger.log(
                 level: Logger.Level(syslog: level),
                 "librdkafka",

@@ -46,10 +46,10 @@ struct FaultTests {
         #expect(throws: KafkaError.self) { try kafka.pushRequestErrors(.produce, [.other]) }
     }
 
-    @Test("Unreachable bootstrap servers fail within the connect timeout, naming them", arguments: [
-        "127.0.0.1:1", "no-such-host.invalid:9092",
+    @Test("Unreachable bootstrap servers fail within the connect timeout, naming them and why", arguments: [
+        ("127.0.0.1:1", "Connection refused"), ("no-such-host.invalid:9092", "resolve"),
     ])
-    func unreachableBootstrap(servers: String) async throws {
+    func unreachableBootstrap(servers: String, reason: String) async throws {
         var configuration = try KafkaConfiguration(bootstrapServers: servers, groupID: "nowhere")
         configuration.connectTimeout = .seconds(2)
         let consumer = try KafkaConsumer(configuration: configuration, delegate: RecordCollector(), logger: testLogger)
@@ -59,6 +59,7 @@ struct FaultTests {
         #expect(clock.now - start < .seconds(8))
         #expect(error?.code == .brokersUnreachable)
         #expect(error?.message.contains(servers) == true)
+        #expect(error?.message.contains(reason) == true, "\(String(describing: error))")
         #expect(error?.isRetryable == true)
         try await consumer.close()
 

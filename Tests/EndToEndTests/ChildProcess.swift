@@ -1,0 +1,86 @@
+import ConveyorTestKit
+import Foundation
+import Synchronization
+
+/// A `conveyor` process started by a test, with its standard output collected line by line.
+final class ChildProcess: Sendable {
+    /// The lines the process wrote to standard output so far.
+    let lines = AwaitableState([String]())
+    /// The exit status, once the process has exited.
+    let exit = AwaitableState<Int32?>(nil)
+    private let process: Process
+    private let errors: Pipe
+
+    /// Starts `conveyor` with `arguments`.
+    init(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = Self.conveyorExecutable
+        process.arguments = arguments
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        let lines = self.lines
+        let pending = LineBuffer()
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            let complete = pending.append(data)
+            if !complete.isEmpty {
+                lines.update { $0.append(contentsOf: complete) }
+            }
+        }
+        let exit = self.exit
+        process.terminationHandler = { process in
+            exit.update { $0 = process.terminationStatus }
+        }
+        try process.run()
+        self.process = process
+        self.errors = errors
+    }
+
+    /// The `conveyor` executable built next to the test bundle.
+    static var conveyorExecutable: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            .deletingLastPathComponent()
+            .appendingPathComponent("conveyor")
+    }
+
+    /// Sends a signal (SIGTERM by default).
+    func signal(_ signal: Int32 = SIGTERM) {
+        kill(self.process.processIdentifier, signal)
+    }
+
+    /// Waits for the process to exit and returns its status.
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        try await self.exit.wait(for: "exit of conveyor \(self.process.arguments ?? [])", timeout: timeout) { $0 != nil }!
+    }
+
+    /// What the process wrote to standard error (read after it exited).
+    var standardError: String {
+        String(decoding: self.errors.fileHandleForReading.availableData, as: UTF8.self)
+    }
+
+    deinit {
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+        }
+    }
+}
+
+/// Splits a byte stream into lines.
+private final class LineBuffer: Sendable {
+    private let buffer = Mutex<[UInt8]>([])
+
+    /// Adds bytes and returns the lines they completed.
+    func append(_ data: Data) -> [String] {
+        self.buffer.withLock { buffer in
+            buffer.append(contentsOf: data)
+            var lines: [String] = []
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                lines.append(String(decoding: buffer[..<newline], as: UTF8.self))
+                buffer.removeSubrange(...newline)
+            }
+            return lines
+        }
+    }
+}
