@@ -68,24 +68,30 @@ struct BenchCommand: AsyncParsableCommand {
             + "in \(String(format: "%.2f", produceSeconds)) s")
         print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " "))")
 
-        var results: [String: [BenchResult]] = ["raw": [], "conveyor": []]
+        let modes = BenchConsumerCommand.Mode.allCases.map(\.rawValue)
+        var results: [String: [BenchResult]] = [:]
         for round in 1...self.rounds {
-            let modes = round % 2 == 1 ? ["raw", "conveyor"] : ["conveyor", "raw"]
-            for mode in modes {
+            // Rotate which consumer goes first, so that none always meets a cold or a warm broker.
+            for index in modes.indices {
+                let mode = modes[(index + round - 1) % modes.count]
                 let result = try self.runChild(mode: mode, bootstrap: kafka.bootstrapServers, topic: topic, round: round)
                 results[mode, default: []].append(result)
-                print("round \(round)  \(mode.padding(toLength: 9, withPad: " ", startingAt: 0))" + result.summary)
+                print("round \(round)  \(mode.padding(toLength: 17, withPad: " ", startingAt: 0))" + result.summary)
             }
         }
         let raw = BenchSummary(results["raw"]!)
-        let conveyor = BenchSummary(results["conveyor"]!)
-        print("raw librdkafka  " + raw.text)
-        print("conveyor        " + conveyor.text)
-        print(String(
-            format: "ratio conveyor/raw: %.2fx records/s (best), %.2fx (median), %.2fx CPU per record, %.2fx peak RSS",
-            conveyor.bestRate / raw.bestRate, conveyor.medianRate / raw.medianRate,
-            conveyor.cpuPerRecord / raw.cpuPerRecord, conveyor.peakRSS / raw.peakRSS
-        ))
+        for mode in modes {
+            let summary = BenchSummary(results[mode]!)
+            print("\(mode.padding(toLength: 17, withPad: " ", startingAt: 0)) " + summary.text)
+        }
+        for mode in modes.dropFirst() {
+            let summary = BenchSummary(results[mode]!)
+            print(String(
+                format: "ratio %@/raw: %.2fx records/s (best), %.2fx (median), %.2fx CPU per record, %.2fx peak RSS",
+                mode, summary.bestRate / raw.bestRate, summary.medianRate / raw.medianRate,
+                summary.cpuPerRecord / raw.cpuPerRecord, summary.peakRSS / raw.peakRSS
+            ))
+        }
     }
 
     private func produce(to topic: String, on kafka: EmbeddedKafka, logger: Logger) async throws -> Double {

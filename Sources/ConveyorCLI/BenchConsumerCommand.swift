@@ -12,9 +12,13 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         shouldDisplay: false
     )
 
-    enum Mode: String, ExpressibleByArgument {
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        /// librdkafka's C loop: keys and values, no headers.
         case raw
+        /// `KafkaConsumer` reading keys and values, no headers: the same information as `raw`.
         case conveyor
+        /// `KafkaConsumer` reading keys, values and headers (its default).
+        case conveyorHeaders = "conveyor+headers"
     }
 
     @Option var mode: Mode
@@ -26,7 +30,8 @@ struct BenchConsumerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = self.logging.makeLogger(label: "conveyor.bench-consumer")
-        let configuration = try self.client.makeConfiguration(groupID: self.group)
+        var configuration = try self.client.makeConfiguration(groupID: self.group)
+        configuration.readsHeaders = self.mode == .conveyorHeaders
         let result: BenchResult
         switch self.mode {
         case .raw:
@@ -37,7 +42,7 @@ struct BenchConsumerCommand: AsyncParsableCommand {
                 records: raw.records, seconds: raw.elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
                 peakRSSKilobytes: Self.peakRSS()
             )
-        case .conveyor:
+        case .conveyor, .conveyorHeaders:
             let counter = CountingDelegate(target: self.records)
             let consumer = try KafkaConsumer(configuration: configuration, delegate: counter, logger: logger)
             try await consumer.subscribe([self.topic])

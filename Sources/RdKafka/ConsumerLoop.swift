@@ -25,6 +25,7 @@ final class ConsumerLoop: @unchecked Sendable {
     let logger: Logger
     let mailbox: Mutex<Mailbox>
     private let batchSize: Int
+    private let readsHeaders: Bool
 
     // MARK: Poll-thread state
 
@@ -32,12 +33,8 @@ final class ConsumerLoop: @unchecked Sendable {
     private(set) var paused: Set<TopicPartition> = []
     /// Messages read but not yet handed to the delegate.
     private var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
-    /// Where each pending record's parts are in the batch being built; kept to reuse its capacity.
-    private var slots: [(UnsafeMutablePointer<rd_kafka_message_t>, KafkaBatchStorage.RecordSlot)] = []
     /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
     private var topicNames: [OpaquePointer: String] = [:]
-    /// The last topic looked up, which is almost always the next one too.
-    private var lastTopic: (handle: OpaquePointer, name: String)?
     private var isClosing = false
     private var isClosed = false
 
@@ -46,6 +43,7 @@ final class ConsumerLoop: @unchecked Sendable {
         self.delegate = delegate
         self.logger = logger
         self.batchSize = client.configuration.pollBatchSize
+        self.readsHeaders = client.configuration.readsHeaders
         // The queue reference is destroyed in `stopTakingCommands()`, before the consumer closes.
         self.mailbox = Mutex(Mailbox(wakeQueue: rd_kafka_queue_get_consumer(client.pointer)))
         self.pending.reserveCapacity(self.batchSize)
@@ -97,39 +95,58 @@ final class ConsumerLoop: @unchecked Sendable {
     }
 
     /// Copies the pending messages into one batch, reports the errors among them, and destroys them.
+    ///
+    /// This is the per-record hot path: one allocation for all keys and values of the batch, one for the
+    /// records, and no per-record allocation unless a record has headers.
     private func takeRecords() -> [KafkaRecord] {
+        var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+        swap(&messages, &self.pending)
         defer {
-            for message in self.pending {
+            for message in messages {
                 rd_kafka_message_destroy(message)
             }
-            self.pending.removeAll(keepingCapacity: true)
-            self.slots.removeAll(keepingCapacity: true)
+            messages.removeAll(keepingCapacity: true)
+            swap(&messages, &self.pending)
         }
-        // One allocation for all payloads of the batch.
         var capacity = 0
-        for message in self.pending {
+        for message in messages where message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
             capacity += message.pointee.len + message.pointee.key_len
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(capacity)
-        var headers: [KafkaBatchStorage.HeaderSlot] = []
-        for message in self.pending {
-            let payload = message.pointee
-            guard payload.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                self.report(message)
-                continue
+        var slots: [KafkaBatchStorage.RecordSlot] = []
+        slots.reserveCapacity(messages.count)
+        var headers: [KafkaHeader] = []
+        let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            let base = UnsafeMutableRawBufferPointer(buffer)
+            var end = 0
+            func copy(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> Range<Int>? {
+                guard let pointer else { return nil }
+                base.baseAddress!.advanced(by: end).copyMemory(from: pointer, byteCount: count)
+                defer { end += count }
+                return end..<end + count
             }
-            let key = Self.append(payload.key, count: payload.key_len, to: &bytes)
-            let value = Self.append(payload.payload, count: payload.len, to: &bytes)
-            let firstHeader = headers.count
-            Self.appendHeaders(of: message, to: &headers, bytes: &bytes)
-            self.slots.append((message, .init(key: key, value: value, headers: firstHeader..<headers.count)))
+            for message in messages where message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let key = copy(message.pointee.key, message.pointee.key_len)
+                let value = copy(message.pointee.payload, message.pointee.len)
+                let firstHeader = headers.count
+                if self.readsHeaders {
+                    Self.appendHeaders(of: message, to: &headers)
+                }
+                slots.append(.init(key: key, value: value, headers: firstHeader..<headers.count))
+            }
+            initialized = end
         }
         let storage = KafkaBatchStorage(bytes: bytes, headers: headers)
         var records: [KafkaRecord] = []
-        records.reserveCapacity(self.slots.count)
-        for (message, slot) in self.slots {
-            let payload = message.pointee
+        records.reserveCapacity(slots.count)
+        var index = 0
+        // Batches are mostly of one topic: look its name up once per change, not once per record.
+        var topicHandle: OpaquePointer?
+        var topic = ""
+        for message in messages {
+            guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                self.report(message)
+                continue
+            }
             var kind = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
             let milliseconds = rd_kafka_message_timestamp(message, &kind)
             let timestamp: KafkaTimestamp? =
@@ -140,29 +157,26 @@ final class ConsumerLoop: @unchecked Sendable {
                     KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
                 default: nil
                 }
+            if message.pointee.rkt != topicHandle {
+                topicHandle = message.pointee.rkt
+                topic = self.topicName(topicHandle)
+            }
             records.append(KafkaRecord(
-                topic: self.topicName(payload.rkt),
-                partition: payload.partition,
-                offset: payload.offset,
+                topic: topic,
+                partition: message.pointee.partition,
+                offset: message.pointee.offset,
                 timestamp: timestamp,
                 storage: storage,
-                slot: slot
+                slot: slots[index]
             ))
+            index += 1
         }
         return records
     }
 
-    private static func append(_ pointer: UnsafeMutableRawPointer?, count: Int, to bytes: inout [UInt8]) -> Range<Int>? {
-        guard let pointer else { return nil }
-        let start = bytes.count
-        bytes.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
-        return start..<bytes.count
-    }
-
     private static func appendHeaders(
         of message: UnsafeMutablePointer<rd_kafka_message_t>,
-        to headers: inout [KafkaBatchStorage.HeaderSlot],
-        bytes: inout [UInt8]
+        to headers: inout [KafkaHeader]
     ) {
         var list: OpaquePointer?
         guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
@@ -171,19 +185,17 @@ final class ConsumerLoop: @unchecked Sendable {
         var value: UnsafeRawPointer?
         var size = 0
         while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let range = Self.append(value.map { UnsafeMutableRawPointer(mutating: $0) }, count: size, to: &bytes)
-            headers.append(.init(name: name.map { String(cString: $0) } ?? "", value: range))
+            headers.append(KafkaHeader(
+                name: name.map { String(cString: $0) } ?? "",
+                value: value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+            ))
             index += 1
         }
     }
 
     private func topicName(_ topic: OpaquePointer?) -> String {
         guard let topic else { return "" }
-        if let last = self.lastTopic, last.handle == topic {
-            return last.name
-        }
         if let name = self.topicNames[topic] {
-            self.lastTopic = (topic, name)
             return name
         }
         let name = String(cString: rd_kafka_topic_name(topic))

@@ -48,6 +48,13 @@ public struct KafkaConfiguration: Sendable {
     /// Default 1,024.
     public var pollBatchSize: Int = 1024
 
+    /// Whether a consumer reads record headers. Not a librdkafka property. Default `true`.
+    ///
+    /// librdkafka 2.0.2 parses a header list (an allocation and a free) for every record that has a header
+    /// section, even an empty one; a consumer that never looks at headers saves that work by turning this off,
+    /// and its records then have no headers.
+    public var readsHeaders: Bool = true
+
     /// librdkafka properties set as given, after (and over) the typed options. Set them with ``set(_:_:)``,
     /// which validates them.
     public private(set) var properties: [String: String] = [:]

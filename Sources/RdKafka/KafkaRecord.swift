@@ -86,31 +86,24 @@ public struct KafkaRecord: Sendable {
 
     /// The record's headers, in the order they were produced.
     public var headers: [KafkaHeader] {
-        self.storage.headers[self.slot.headers].map { header in
-            KafkaHeader(name: header.name, value: header.value.map { Array(self.storage.bytes[$0]) })
-        }
+        Array(self.storage.headers[self.slot.headers])
     }
 }
 
-/// The bytes of one poll batch: keys, values and header values back to back, copied once out of librdkafka.
+/// The payloads of one poll batch: keys and values back to back, copied once out of librdkafka, and the
+/// headers of all its records.
 final class KafkaBatchStorage: Sendable {
-    /// Where one record's parts live in ``bytes``.
+    /// Where one record's parts live in the storage.
     struct RecordSlot: Sendable {
         var key: Range<Int>?
         var value: Range<Int>?
         var headers: Range<Int>
     }
 
-    /// A header whose value lives in ``bytes``.
-    struct HeaderSlot: Sendable {
-        var name: String
-        var value: Range<Int>?
-    }
-
     let bytes: [UInt8]
-    let headers: [HeaderSlot]
+    let headers: [KafkaHeader]
 
-    init(bytes: [UInt8], headers: [HeaderSlot]) {
+    init(bytes: [UInt8], headers: [KafkaHeader]) {
         self.bytes = bytes
         self.headers = headers
     }

@@ -29,20 +29,24 @@ struct FaultTests {
         #expect(whileDown.records(of: down).count == 100)
 
         try kafka.setBrokerUp(2)
-        try await during.value
+        #expect(try await during.value.count == 200)
         let log = try await collector.log.wait(for: "all 400 records") { Set($0.records.compactMap(\.text)).count >= 400 }
         try await consumer.close()
         let expected = Set((0..<200).flatMap { ["before-\($0)", "during-\($0)"] })
         #expect(Set(log.records.compactMap(\.text)) == expected)
     }
 
-    @Test("Injected request errors are retried")
+    @Test("Injected request errors and a slow broker are survived")
     func injectedProduceErrors() async throws {
         let kafka = try EmbeddedKafka()
         try kafka.createTopic("injected", partitions: 1)
         try kafka.pushRequestErrors(.produce, [.notLeaderForPartition, .requestTimedOut])
+        try kafka.setRoundTripTime(broker: 1, .milliseconds(300))
+        let clock = ContinuousClock()
+        let start = clock.now
         let reports = try await produceAll(numberedMessages(10, topic: "injected", partitions: 1), to: kafka)
-        #expect(reports.count == 10)
+        #expect(clock.now - start >= .milliseconds(300), "the round-trip time was applied")
+        #expect(reports.map(\.offset).sorted() == Array(0..<10))
         #expect(throws: KafkaError.self) { try kafka.pushRequestErrors(.produce, [.other]) }
     }
 

@@ -61,4 +61,26 @@ struct RoundTripTests {
             #expect(record.timestamp != nil)
         }
     }
+
+    @Test("A consumer that does not read headers gets the same keys and values, without headers")
+    func withoutHeaders() async throws {
+        let kafka = try EmbeddedKafka()
+        try kafka.createTopic("no-headers", partitions: 1)
+        let messages = (0..<100).map { index in
+            KafkaProducerMessage(
+                topic: "no-headers", key: Array("k\(index)".utf8), value: Array("v\(index)".utf8),
+                headers: [KafkaHeader(name: "h", string: "\(index)")]
+            )
+        }
+        try await produceAll(messages, to: kafka)
+        let collector = RecordCollector()
+        let consumer = try await startConsumer(
+            on: kafka, group: "no-headers", topics: ["no-headers"], collector: collector
+        ) { $0.readsHeaders = false }
+        let log = try await collector.log.wait(for: "100 records") { $0.records.count >= 100 }
+        try await consumer.close()
+        #expect(log.records.map(\.text) == (0..<100).map { "v\($0)" })
+        #expect(log.records.map { $0.key.map { String(decoding: $0, as: UTF8.self) } } == (0..<100).map { "k\($0)" })
+        #expect(log.records.allSatisfy { $0.headers.isEmpty })
+    }
 }
