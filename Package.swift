@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "RdKafka", targets: ["RdKafka"]),
         .library(name: "ConveyorCLI", targets: ["ConveyorCLI"]),
+        .library(name: "Conveyor", targets: ["Conveyor"]),
         .library(name: "ConveyorTestKit", targets: ["ConveyorTestKit"]),
         .executable(name: "conveyor", targets: ["conveyor"]),
     ],
@@ -29,6 +30,15 @@ let package = Package(
             dependencies: [
                 "CRdKafka",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Conveyor",
+            dependencies: [
+                "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -58,6 +68,14 @@ let package = Package(
                 "RdKafka",
                 "ConveyorTestKit",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ConveyorTests",
+            dependencies: [
+                "Conveyor",
+                "RdKafka",
+                "ConveyorTestKit",
             ]
         ),
         .testTarget(

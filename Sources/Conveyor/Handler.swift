@@ -1,0 +1,34 @@
+/// How records of one handler are ordered while they run in parallel.
+public enum Ordering: String, Sendable, CaseIterable {
+    /// Records with the same key run one after another in offset order; different keys run in parallel, even
+    /// within one partition. Records without a key are ordered by partition. The default.
+    case key
+    /// Records of one partition run one after another; partitions run in parallel.
+    case partition
+    /// No order: every record may run in parallel with every other.
+    case none
+}
+
+/// A message handler: the unit of user code Conveyor runs.
+///
+/// Each handler is its own consumer group, so every handler receives every record of its topics
+/// (publish/subscribe), and the records of one handler are spread over all processes that run it (work queue).
+/// A handler returns normally when the record's effect happened; it throws to have the record retried.
+public protocol Handler: Sendable {
+    /// The name the handler is registered and configured under, such as `inventory`.
+    static var name: String { get }
+
+    /// Creates the handler. It is created once per process and shared by every record.
+    init()
+
+    /// The topics whose records the handler receives.
+    var topics: [String] { get }
+
+    /// Handles one record. Called on Conveyor's worker pool; may suspend.
+    func handle(_ record: Record, context: HandlerContext) async throws
+}
+
+extension Handler {
+    /// The handler's name, from an instance.
+    public var name: String { Self.name }
+}

@@ -1,0 +1,77 @@
+import RdKafka
+
+/// The configuration of a Conveyor process: the Kafka cluster, the worker pool, offsets, budgets, timeouts, and
+/// the handlers to run. Every value has a documented default; see `config/conveyor.yml`.
+public struct RuntimeConfiguration: Sendable {
+    /// One handler to run.
+    public struct HandlerSettings: Sendable {
+        /// The registered handler name.
+        public var name: String
+        /// The consumer group. Default `conveyor.<name>`.
+        public var groupID: String
+        /// The topics, when they differ from the handler's own.
+        public var topics: [String]?
+        /// How its records are ordered. Default ``Ordering/key``.
+        public var ordering: Ordering = .key
+        /// librdkafka properties for this handler's consumer only, over the global ones.
+        public var properties: [String: String] = [:]
+
+        /// Settings for handler `name` with every default.
+        public init(name: String) {
+            self.name = name
+            self.groupID = "conveyor.\(name)"
+        }
+    }
+
+    /// `kafka.bootstrap_servers`. Required.
+    public var bootstrapServers: String
+    /// `kafka.properties`: librdkafka properties for every client.
+    public var kafkaProperties: [String: String] = [:]
+    /// `kafka.session_timeout_ms`. Default 45,000 (librdkafka's); 6,000 suits the embedded broker.
+    public var sessionTimeout: Duration = .seconds(45)
+    /// `kafka.assignment_strategy`. Default cooperative-sticky.
+    public var assignmentStrategy: KafkaConfiguration.AssignmentStrategy = .cooperativeSticky
+    /// `workers.concurrency`: records handled at the same time by the process. Default 64.
+    public var concurrency = 64
+    /// `commit.interval_ms`: how often finished offsets are committed. Default 1,000 ms.
+    public var commitInterval: Duration = .seconds(1)
+    /// `backpressure.max_in_flight_records`. Default 10,000.
+    public var maxInFlightRecords = 10_000
+    /// `backpressure.max_in_flight_bytes`. Default 64 MiB.
+    public var maxInFlightBytes = 64 << 20
+    /// `rebalance.drain_timeout_ms`: how long a revoked partition's in-flight records may finish. Default 10 s.
+    public var drainTimeout: Duration = .seconds(10)
+    /// `shutdown.timeout_ms`: how long in-flight records may finish after SIGTERM/SIGINT. Default 30 s.
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// `retry.backoff_ms` / `retry.max_backoff_ms`: waits between attempts of a failing record (doubling).
+    /// Defaults 100 ms and 30 s.
+    public var retryBackoff: Duration = .milliseconds(100)
+    /// See ``retryBackoff``.
+    public var maxRetryBackoff: Duration = .seconds(30)
+    /// `handlers`: the handlers this process runs.
+    public var handlers: [HandlerSettings] = []
+
+    /// A configuration with every default.
+    public init(bootstrapServers: String, handlers: [HandlerSettings] = []) {
+        self.bootstrapServers = bootstrapServers
+        self.handlers = handlers
+    }
+
+    /// The client configuration of one handler's consumer.
+    func consumerConfiguration(for handler: HandlerSettings) throws -> KafkaConfiguration {
+        var configuration = try self.clientConfiguration()
+        configuration.groupID = handler.groupID
+        configuration.sessionTimeout = self.sessionTimeout
+        configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 10)
+        configuration.assignmentStrategy = self.assignmentStrategy
+        for (name, value) in handler.properties.sorted(by: { $0.key < $1.key }) {
+            try configuration.set(name, value)
+        }
+        return configuration
+    }
+
+    /// The client configuration shared by the producer and every consumer.
+    func clientConfiguration() throws -> KafkaConfiguration {
+        try KafkaConfiguration(bootstrapServers: self.bootstrapServers, properties: self.kafkaProperties)
+    }
+}

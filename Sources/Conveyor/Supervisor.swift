@@ -1,0 +1,105 @@
+import Logging
+import Synchronization
+import RdKafka
+import ServiceLifecycle
+import UnixSignals
+
+/// Runs every configured handler of a process: one consumer group per handler, one shared worker pool, one
+/// shared producer, and one in-flight budget, as services of one `ServiceGroup` that shuts down gracefully on
+/// SIGTERM and SIGINT.
+public final class Supervisor: Sendable {
+    /// How a run ended.
+    public struct Report: Sendable {
+        /// Records still in flight when a drain or the shutdown timeout ended; they will be redelivered.
+        public var abandoned: [TopicPartitionOffset]
+
+        /// Whether the run ended with nothing abandoned.
+        public var isClean: Bool { self.abandoned.isEmpty }
+    }
+
+    private let configuration: RuntimeConfiguration
+    private let registry: HandlerRegistry
+    private let logger: Logger
+    /// The running group, for ``triggerGracefulShutdown()``; or whether a shutdown was asked before it ran.
+    private let group = Mutex<(group: ServiceGroup?, shutdownRequested: Bool)>((nil, false))
+
+    /// Checks that every configured handler is registered.
+    ///
+    /// - Throws: ``ConveyorError/Code/unknownHandler`` or ``ConveyorError/Code/configuration``.
+    public init(configuration: RuntimeConfiguration, registry: HandlerRegistry, logger: Logger) throws {
+        guard !configuration.handlers.isEmpty else {
+            throw ConveyorError(.configuration, "handlers: no handler configured; registered: \(registry.names)")
+        }
+        for settings in configuration.handlers {
+            _ = try registry.make(settings.name)
+        }
+        self.configuration = configuration
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT (or until `signals` is empty and the task is cancelled), then drains, commits
+    /// and leaves every group.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws -> Report {
+        let producer = try KafkaProducer(configuration: try self.configuration.clientConfiguration(), logger: self.logger)
+        let pool = WorkerPool(concurrency: self.configuration.concurrency, label: "conveyor.workers")
+        let budget = ProcessBudget(
+            maxRecords: self.configuration.maxInFlightRecords,
+            maxBytes: self.configuration.maxInFlightBytes
+        )
+        let runtimes = try self.configuration.handlers.map { settings in
+            HandlerRuntime(
+                handler: try self.registry.make(settings.name),
+                settings: settings,
+                configuration: self.configuration,
+                pool: pool,
+                budget: budget,
+                producer: producer,
+                logger: self.logger
+            )
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: runtimes.map { ServiceGroupConfiguration.ServiceConfiguration(service: HandlerService(runtime: $0)) },
+                gracefulShutdownSignals: signals,
+                logger: self.logger
+            )
+        )
+        defer { pool.stop() }
+        let stopAtOnce = self.group.withLock { state in
+            state.group = group
+            return state.shutdownRequested
+        }
+        if stopAtOnce {
+            await group.triggerGracefulShutdown()
+        }
+        do {
+            try await group.run()
+        } catch {
+            await producer.close(timeout: self.configuration.shutdownTimeout)
+            throw error
+        }
+        await producer.close(timeout: self.configuration.shutdownTimeout)
+        return Report(abandoned: runtimes.flatMap(\.abandoned))
+    }
+}
+
+extension Supervisor {
+    /// Stops the run as SIGTERM would: stop fetching, drain, commit, leave the groups.
+    public func triggerGracefulShutdown() async {
+        let group = self.group.withLock { state in
+            state.shutdownRequested = true
+            return state.group
+        }
+        await group?.triggerGracefulShutdown()
+    }
+}
+
+/// One handler's runtime as a service.
+struct HandlerService: Service {
+    let runtime: HandlerRuntime
+
+    func run() async throws {
+        try await self.runtime.run()
+    }
+}
