@@ -84,6 +84,8 @@ public final class AwaitableState<Value: Sendable>: Sendable {
             return (waiter, storage.value)
         }
         if let (waiter, value) = expired {
+            let shown = String(describing: value)
+            let value = shown.count > 600 ? shown.prefix(600) + "…" : Substring(shown)
             waiter.continuation.resume(throwing: Timeout(description: "waited \(timeout) for \(what); last value: \(value)"))
         }
     }

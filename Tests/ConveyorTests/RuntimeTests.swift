@@ -1,0 +1,115 @@
+import Conveyor
+import ConveyorTestKit
+import Logging
+import RdKafka
+import Testing
+
+private let logger: Logger = {
+    var logger = Logger(label: "conveyor.runtime-tests")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// A runtime configuration for the embedded broker, running `handlers` on `topic`.
+private func configuration(_ kafka: EmbeddedKafka, topic: String, handlers: [String]) -> RuntimeConfiguration {
+    var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
+    configuration.sessionTimeout = .seconds(6)
+    configuration.commitInterval = .milliseconds(200)
+    configuration.handlers = handlers.map { name in
+        var settings = RuntimeConfiguration.HandlerSettings(name: name)
+        settings.groupID = "\(topic).\(name)"
+        settings.topics = [topic]
+        return settings
+    }
+    return configuration
+}
+
+private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
+    let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
+    for message in messages {
+        try await producer.produce(message) { _ in }
+    }
+    try await producer.flush(timeout: .seconds(60))
+    await producer.close()
+}
+
+@Suite("Runtime on the embedded broker")
+struct RuntimeTests {
+    @Test("20,000 keyed records with random delays: all handled, per-key order kept, everything committed")
+    func keyedRecords() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "keyed"
+        try kafka.createTopic(topic, partitions: 8)
+        let messages = (0..<20_000).map { index in
+            KafkaProducerMessage(topic: topic, key: Array("customer-\(index % 500)".utf8), value: Array("\(index)".utf8))
+        }
+        try await produce(messages, to: kafka)
+
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handlers: [InventoryLedger.name]),
+            registry: ledgerRegistry,
+            logger: logger
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        let entries = try await ledger.wait(for: "20,000 records", timeout: .seconds(60)) {
+            $0.count(topic: topic) >= 20_000
+        }.entries(topic: topic)
+        await supervisor.triggerGracefulShutdown()
+        let report = try await run.value
+        #expect(report.isClean)
+
+        #expect(entries.count == 20_000)
+        #expect(Set(entries.map(\.value)) == Set((0..<20_000).map { "\($0)" }))
+        // Per key, records were handled in production order (the values count up).
+        var lastByKey: [String: Int] = [:]
+        for entry in entries {
+            let value = Int(entry.value!)!
+            if let last = lastByKey[entry.key!] {
+                #expect(value > last, "key \(entry.key!): \(value) after \(last)")
+            }
+            lastByKey[entry.key!] = value
+        }
+        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let lag = try await admin.lag(group: "\(topic).\(InventoryLedger.name)", topic: topic)
+        #expect(lag.values.allSatisfy { $0 == 0 }, "committed offsets equal the end offsets: \(lag)")
+    }
+
+    @Test("Publish/subscribe: three handlers on one topic each see every record")
+    func publishSubscribe() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "fan-out"
+        try kafka.createTopic(topic, partitions: 4)
+        try await produce(
+            (0..<1_000).map { KafkaProducerMessage(topic: topic, key: Array("k\($0 % 10)".utf8), value: Array("\($0)".utf8)) },
+            to: kafka
+        )
+        let names = [InventoryLedger.name, PaymentsLedger.name, ShippingLedger.name]
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handlers: names), registry: ledgerRegistry, logger: logger
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        let entries = try await ledger.wait(for: "1,000 records per handler", timeout: .seconds(60)) { ledger in
+            names.allSatisfy { ledger.count(topic: topic, handler: $0) >= 1_000 }
+        }.entries(topic: topic)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        for name in names {
+            let values = entries.filter { $0.handler == name }.compactMap(\.value)
+            #expect(values.count == 1_000)
+            #expect(Set(values).count == 1_000, "\(name) saw every record once")
+        }
+    }
+
+    @Test("An unknown handler name is refused, listing the registered ones")
+    func unknownHandler() throws {
+        let configuration = RuntimeConfiguration(
+            bootstrapServers: "127.0.0.1:1", handlers: [RuntimeConfiguration.HandlerSettings(name: "nope")]
+        )
+        let error = #expect(throws: ConveyorError.self) {
+            try Supervisor(configuration: configuration, registry: ledgerRegistry, logger: logger)
+        }
+        #expect(error?.code == .unknownHandler)
+        #expect(error?.message.contains("nope") == true)
+        #expect(error?.message.contains(InventoryLedger.name) == true)
+    }
+}
