@@ -1,0 +1,144 @@
+import Configuration
+import RdKafka
+
+extension RuntimeConfiguration {
+    /// One problem in a configuration, with the key path it concerns.
+    public struct Problem: Sendable, Hashable, CustomStringConvertible {
+        /// The key path, such as `workers.concurrency`.
+        public var key: String
+        /// What is wrong with it.
+        public var message: String
+
+        public var description: String { "\(self.key): \(self.message)" }
+    }
+
+    /// Reads a configuration (see `config/conveyor.yml` for every key and its default).
+    ///
+    /// - Throws: ``ConveyorError/Code/configuration`` listing every problem with its key path.
+    public init(reader: ConfigReader) throws {
+        var parser = Parser(reader: reader)
+        let configuration = parser.parse()
+        guard parser.problems.isEmpty, let configuration else {
+            throw ConveyorError(
+                .configuration,
+                "configuration has \(parser.problems.count) problem(s):\n"
+                    + parser.problems.map { "  \($0)" }.joined(separator: "\n")
+            )
+        }
+        self = configuration
+    }
+
+    /// Every problem of a configuration; empty when it is valid.
+    public static func problems(in reader: ConfigReader) -> [Problem] {
+        var parser = Parser(reader: reader)
+        _ = parser.parse()
+        return parser.problems
+    }
+
+    /// Reads keys as text and parses them itself, so that a bad value is reported with its key instead of being
+    /// replaced by the default.
+    private struct Parser {
+        let reader: ConfigReader
+        var problems: [Problem] = []
+
+        mutating func parse() -> RuntimeConfiguration? {
+            let bootstrap = self.reader.string(forKey: "kafka.bootstrap_servers")
+            if bootstrap?.isEmpty ?? true {
+                self.problem("kafka.bootstrap_servers", "required: the brokers, as host:port[,host:port...]")
+            }
+            var configuration = RuntimeConfiguration(bootstrapServers: bootstrap ?? "")
+            configuration.kafkaProperties = self.properties("kafka.properties")
+            configuration.sessionTimeout = self.milliseconds("kafka.session_timeout_ms", configuration.sessionTimeout)
+            configuration.assignmentStrategy = self.choice("kafka.assignment_strategy", configuration.assignmentStrategy)
+            configuration.concurrency = self.integer("workers.concurrency", configuration.concurrency, 1...100_000)
+            configuration.commitInterval = self.milliseconds("commit.interval_ms", configuration.commitInterval)
+            configuration.maxInFlightRecords = self.integer(
+                "backpressure.max_in_flight_records", configuration.maxInFlightRecords, 1...100_000_000
+            )
+            configuration.maxInFlightBytes = self.integer(
+                "backpressure.max_in_flight_bytes", configuration.maxInFlightBytes, 1...Int.max
+            )
+            configuration.drainTimeout = self.milliseconds("rebalance.drain_timeout_ms", configuration.drainTimeout)
+            configuration.shutdownTimeout = self.milliseconds("shutdown.timeout_ms", configuration.shutdownTimeout)
+            configuration.retryBackoff = self.milliseconds("retry.backoff_ms", configuration.retryBackoff)
+            configuration.maxRetryBackoff = self.milliseconds("retry.max_backoff_ms", configuration.maxRetryBackoff)
+
+            let enabled = self.reader.stringArray(forKey: "handlers.enabled") ?? []
+            if enabled.isEmpty {
+                self.problem("handlers.enabled", "required: the names of the handlers to run")
+            }
+            for name in Set(enabled) where enabled.filter({ $0 == name }).count > 1 {
+                self.problem("handlers.enabled", "'\(name)' is listed twice")
+            }
+            for name in enabled.reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
+                var settings = HandlerSettings(name: name)
+                let prefix = "handlers.\(name)"
+                settings.groupID = self.reader.string(forKey: .init(["handlers", name, "group_id"])) ?? settings.groupID
+                settings.topics = self.reader.stringArray(forKey: .init(["handlers", name, "topics"]))
+                settings.ordering = self.choice("\(prefix).ordering", settings.ordering, key: ["handlers", name, "ordering"])
+                settings.properties = self.properties("\(prefix).properties", key: ["handlers", name, "properties"])
+                configuration.handlers.append(settings)
+            }
+            if configuration.maxRetryBackoff < configuration.retryBackoff {
+                self.problem("retry.max_backoff_ms", "must not be below retry.backoff_ms")
+            }
+            return self.problems.isEmpty ? configuration : nil
+        }
+
+        private mutating func problem(_ key: String, _ message: String) {
+            self.problems.append(Problem(key: key, message: message))
+        }
+
+        private mutating func integer(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {
+            guard let text = self.reader.string(forKey: ConfigKey(key)) else { return fallback }
+            guard let value = Int(text), range.contains(value) else {
+                self.problem(key, "expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+                return fallback
+            }
+            return value
+        }
+
+        private mutating func milliseconds(_ key: String, _ fallback: Duration) -> Duration {
+            let fallbackMilliseconds = Int(fallback.components.seconds * 1000)
+            return .milliseconds(self.integer(key, fallbackMilliseconds, 1...86_400_000))
+        }
+
+        private mutating func choice<Value: RawRepresentable & CaseIterable>(
+            _ key: String,
+            _ fallback: Value,
+            key components: [String]? = nil
+        ) -> Value where Value.RawValue == String {
+            let configKey = components.map { ConfigKey($0) } ?? ConfigKey(key)
+            guard let text = self.reader.string(forKey: configKey) else { return fallback }
+            guard let value = Value(rawValue: text) else {
+                let allowed = Value.allCases.map(\.rawValue).joined(separator: ", ")
+                self.problem(key, "expected one of \(allowed), got '\(text)'")
+                return fallback
+            }
+            return value
+        }
+
+        private mutating func properties(_ key: String, key components: [String]? = nil) -> [String: String] {
+            let configKey = components.map { ConfigKey($0) } ?? ConfigKey(key)
+            var result: [String: String] = [:]
+            for entry in self.reader.stringArray(forKey: configKey) ?? [] {
+                guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                    self.problem(key, "expected name=value, got '\(entry)'")
+                    continue
+                }
+                let name = String(entry[..<equals])
+                let value = String(entry[entry.index(after: equals)...])
+                do {
+                    var probe = try KafkaConfiguration(bootstrapServers: "check")
+                    try probe.set(name, value)
+                    result[name] = value
+                } catch let error as KafkaError {
+                    self.problem(key, error.message)
+                } catch {
+                    self.problem(key, "\(error)")
+                }
+            }
+            return result
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Configuration
+import Conveyor
+import Foundation
+import Testing
+
+@Suite("Runtime configuration")
+struct RuntimeConfigurationTests {
+    private func reader(yaml: String) async throws -> ConfigReader {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("conveyor-\(UUID()).yml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return ConfigReader(provider: try await FileProvider<YAMLSnapshot>(filePath: .init(path)))
+    }
+
+    @Test("The example file in config/ is valid and gives the documented defaults")
+    func exampleFile() async throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../config/conveyor.yml").standardizedFileURL.path
+        let reader = ConfigReader(provider: try await FileProvider<YAMLSnapshot>(filePath: .init(path)))
+        let configuration = try RuntimeConfiguration(reader: reader)
+        #expect(configuration.bootstrapServers == "127.0.0.1:9092")
+        #expect(configuration.concurrency == 64)
+        #expect(configuration.commitInterval == .seconds(1))
+        #expect(configuration.handlers.map(\.name) == ["inventory", "payments", "shipping", "order-stats"])
+        #expect(configuration.handlers.first?.groupID == "conveyor.inventory")
+        #expect(configuration.handlers.allSatisfy { $0.ordering == .key })
+    }
+
+    @Test("Values are read, with per-handler settings and librdkafka properties")
+    func values() async throws {
+        let configuration = try RuntimeConfiguration(reader: try await self.reader(yaml: """
+            kafka:
+              bootstrap_servers: "127.0.0.1:1234"
+              session_timeout_ms: 6000
+              assignment_strategy: range
+              properties: ["fetch.wait.max.ms=50"]
+            workers:
+              concurrency: 8
+            handlers:
+              enabled: [a, b]
+              b:
+                group_id: custom
+                topics: [x, y]
+                ordering: none
+                properties: ["max.poll.interval.ms=600000"]
+            """))
+        #expect(configuration.sessionTimeout == .seconds(6))
+        #expect(configuration.assignmentStrategy == .range)
+        #expect(configuration.kafkaProperties == ["fetch.wait.max.ms": "50"])
+        #expect(configuration.concurrency == 8)
+        let b = try #require(configuration.handlers.last)
+        #expect(b.groupID == "custom")
+        #expect(b.topics == ["x", "y"])
+        #expect(b.ordering == Ordering.none)
+        #expect(b.properties == ["max.poll.interval.ms": "600000"])
+    }
+
+    @Test("Every problem is reported with its key path")
+    func problems() async throws {
+        let reader = try await self.reader(yaml: """
+            kafka:
+              properties: ["no.such.property=1", "novalue"]
+              assignment_strategy: sticky
+            workers:
+              concurrency: lots
+            commit:
+              interval_ms: -5
+            handlers:
+              enabled: [a, a]
+              a:
+                ordering: random
+            """)
+        let problems = RuntimeConfiguration.problems(in: reader)
+        let keys = Set(problems.map(\.key))
+        #expect(keys == [
+            "kafka.bootstrap_servers", "kafka.properties", "kafka.assignment_strategy", "workers.concurrency",
+            "commit.interval_ms", "handlers.enabled", "handlers.a.ordering",
+        ])
+        #expect(problems.contains { $0.message.contains("no.such.property") })
+        #expect(problems.contains { $0.message.contains("'lots'") })
+        let error = #expect(throws: ConveyorError.self) { try RuntimeConfiguration(reader: reader) }
+        #expect(error?.code == .configuration)
+        #expect(error?.message.contains("workers.concurrency") == true)
+    }
+}
