@@ -44,6 +44,11 @@ let package = Package(
             ]
         ),
         .target(
+            name: "StoreHandlers",
+            dependencies: ["Conveyor"],
+            path: "Sources/Handlers/Store"
+        ),
+        .target(
             name: "ConveyorTestKit",
             dependencies: ["RdKafka"]
         ),
@@ -51,6 +56,8 @@ let package = Package(
             name: "ConveyorCLI",
             dependencies: [
                 "RdKafka",
+                "Conveyor",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -60,7 +67,7 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(
             name: "conveyor",
-            dependencies: ["ConveyorCLI"]
+            dependencies: ["ConveyorCLI", "StoreHandlers"]
         ),
 
         // MARK: - Tests

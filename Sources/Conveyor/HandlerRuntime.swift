@@ -22,6 +22,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         /// Records abandoned at a drain or shutdown deadline.
         var abandoned: [TopicPartitionOffset] = []
         var consumer: KafkaConsumer?
+        var handled = 0
+        var failedAttempts = 0
     }
 
     let handler: any Handler
@@ -55,6 +57,16 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// The topics this runtime subscribes to.
     var topics: [String] { self.settings.topics ?? self.handler.topics }
+
+    /// Counters for summaries.
+    var statistics: HandlerStatistics {
+        self.state.withLock { state in
+            HandlerStatistics(
+                name: self.settings.name, group: self.settings.groupID, handled: state.handled,
+                failedAttempts: state.failedAttempts, inFlight: state.inFlight
+            )
+        }
+    }
 
     /// The records abandoned so far (at a drain or shutdown deadline), for the exit report.
     var abandoned: [TopicPartitionOffset] { self.state.withLock { $0.abandoned } }
@@ -203,8 +215,10 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             logger[metadataKey: "record"] = "\(record.position)"
             do {
                 try await self.handler.handle(record, context: HandlerContext(logger: logger, attempt: attempt, producer: self.producer))
+                self.state.withLock { $0.handled += 1 }
                 break
             } catch {
+                self.state.withLock { $0.failedAttempts += 1 }
                 logger.warning("Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, self.configuration.maxRetryBackoff)

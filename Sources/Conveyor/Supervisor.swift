@@ -22,6 +22,8 @@ public final class Supervisor: Sendable {
     private let logger: Logger
     /// The running group, for ``triggerGracefulShutdown()``; or whether a shutdown was asked before it ran.
     private let group = Mutex<(group: ServiceGroup?, shutdownRequested: Bool)>((nil, false))
+    /// The runtimes of the current run.
+    private let runtimes = Mutex<[HandlerRuntime]>([])
 
     /// Checks that every configured handler is registered.
     ///
@@ -58,6 +60,7 @@ public final class Supervisor: Sendable {
                 logger: self.logger
             )
         }
+        self.runtimes.withLock { $0 = runtimes }
         let group = ServiceGroup(
             configuration: .init(
                 services: runtimes.map { ServiceGroupConfiguration.ServiceConfiguration(service: HandlerService(runtime: $0)) },
@@ -85,6 +88,11 @@ public final class Supervisor: Sendable {
 }
 
 extension Supervisor {
+    /// Counters of every handler of the current run.
+    public var statistics: [HandlerStatistics] {
+        self.runtimes.withLock { $0.map(\.statistics) }
+    }
+
     /// Stops the run as SIGTERM would: stop fetching, drain, commit, leave the groups.
     public func triggerGracefulShutdown() async {
         let group = self.group.withLock { state in

@@ -1,9 +1,10 @@
 import ConveyorCLI
+import StoreHandlers
 
-/// The `conveyor` executable: everything lives in `ConveyorCLI`.
+/// The `conveyor` executable: the command line of `ConveyorCLI`, with the example store's handlers.
 @main
 enum Conveyor {
     static func main() async {
-        await ConveyorCommand.main(nil)
+        await ConveyorCommand.main(handlers: storeHandlers)
     }
 }

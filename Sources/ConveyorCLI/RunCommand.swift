@@ -1,0 +1,68 @@
+import ArgumentParser
+import Conveyor
+import Dispatch
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `conveyor run`: runs the configured handlers until SIGTERM or SIGINT.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the configured handlers until SIGTERM or SIGINT.",
+        discussion: """
+            On SIGTERM or SIGINT: stop fetching, let in-flight records finish (shutdown.timeout_ms), commit, \
+            leave the groups and exit 0. Past the timeout, exit 3 listing the abandoned records (they will be \
+            redelivered). A second signal exits at once with status 130.
+            """
+    )
+
+    /// Exit status when the shutdown timeout passed with records still in flight.
+    static let abandonedExitCode: Int32 = 3
+
+    @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "conveyor.run")
+        let configuration = try RuntimeConfiguration(reader: try await self.runtime.makeReader())
+        let supervisor = try Supervisor(configuration: configuration, registry: try CompiledHandlers.current(), logger: logger)
+        let forcedExit = SecondSignalExit()
+        let report = try await supervisor.run()
+        withExtendedLifetime(forcedExit) {}
+        guard report.isClean else {
+            for record in report.abandoned {
+                StandardOutput.write("abandoned \(record)\n")
+            }
+            logger.error("Shutdown timeout passed", metadata: ["abandoned": "\(report.abandoned.count)"])
+            throw ExitCode(Self.abandonedExitCode)
+        }
+    }
+}
+
+/// Exits the process at once on the second SIGTERM or SIGINT (the first starts a graceful shutdown).
+/// Keep it alive for as long as the run lasts.
+final class SecondSignalExit {
+    private let sources: [any DispatchSourceSignal]
+
+    init() {
+        let count = Mutex(0)
+        self.sources = [SIGTERM, SIGINT].map { signalNumber in
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                let seen = count.withLock { count in
+                    count += 1
+                    return count
+                }
+                if seen >= 2 {
+                    _exit(130)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+}
