@@ -57,6 +57,7 @@ let package = Package(
             dependencies: [
                 "RdKafka",
                 "Conveyor",
+                "StoreHandlers",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,6 +72,11 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .executableTarget(
+            name: "LedgerWorker",
+            dependencies: ["Conveyor", "ConveyorCLI"],
+            path: "Tests/LedgerWorker"
+        ),
         .testTarget(
             name: "RdKafkaTests",
             dependencies: [
@@ -91,6 +97,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "conveyor",
+                "LedgerWorker",
                 "RdKafka",
                 "ConveyorTestKit",
                 .product(name: "Logging", package: "swift-log"),

@@ -90,19 +90,20 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: self.configuration.commitInterval)
-                try await self.commitFinished(on: consumer)
+                try await self.storeFinished(on: consumer)
             }
         }
         try await self.stop(consumer)
     }
 
-    private func commitFinished(on consumer: KafkaConsumer) async throws {
+    /// Stores the offsets of finished records; librdkafka's auto-commit timer commits them (it holds commits back
+    /// while the group rebalances, which a commit of our own could not know).
+    private func storeFinished(on consumer: KafkaConsumer) async throws {
         try await consumer.perform { control in
             let offsets = self.state.withLock { $0.tracker.takeCommittable() }
                 .filter { control.assignment.contains($0.topicPartition) }
             guard !offsets.isEmpty else { return }
             try control.store(offsets)
-            try control.commitAsynchronously()
         }
     }
 

@@ -64,6 +64,10 @@ public struct RuntimeConfiguration: Sendable {
         configuration.sessionTimeout = self.sessionTimeout
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 10)
         configuration.assignmentStrategy = self.assignmentStrategy
+        // Offsets are stored only for finished records; librdkafka commits what was stored on its timer.
+        try configuration.set("enable.auto.commit", "true")
+        try configuration.set("auto.commit.interval.ms", String(Int(self.commitInterval.components.seconds * 1000
+            + self.commitInterval.components.attoseconds / 1_000_000_000_000_000)))
         for (name, value) in handler.properties.sorted(by: { $0.key < $1.key }) {
             try configuration.set(name, value)
         }

@@ -79,9 +79,9 @@ struct DevCommand: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(duration))
             await supervisor.triggerGracefulShutdown()
         }
-        let forcedExit = SecondSignalExit()
-        let report = try await supervisor.run()
-        withExtendedLifetime(forcedExit) {}
+        let signals = ShutdownSignals(supervisor)
+        let report = try await supervisor.run(signals: [])
+        withExtendedLifetime(signals) {}
         orders.cancel()
         summary.cancel()
         timer.cancel()

@@ -30,9 +30,9 @@ struct RunCommand: AsyncParsableCommand {
         let logger = self.logging.makeLogger(label: "conveyor.run")
         let configuration = try RuntimeConfiguration(reader: try await self.runtime.makeReader())
         let supervisor = try Supervisor(configuration: configuration, registry: try CompiledHandlers.current(), logger: logger)
-        let forcedExit = SecondSignalExit()
-        let report = try await supervisor.run()
-        withExtendedLifetime(forcedExit) {}
+        let signals = ShutdownSignals(supervisor)
+        let report = try await supervisor.run(signals: [])
+        withExtendedLifetime(signals) {}
         guard report.isClean else {
             for record in report.abandoned {
                 StandardOutput.write("abandoned \(record)\n")
@@ -43,26 +43,32 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// Exits the process at once on the second SIGTERM or SIGINT (the first starts a graceful shutdown).
-/// Keep it alive for as long as the run lasts.
-final class SecondSignalExit {
+/// Turns SIGTERM and SIGINT into a graceful shutdown of a supervisor; the second signal exits at once.
+///
+/// Installed before anything else runs, so that a signal that arrives while the process starts up is not
+/// lost (and does not kill the process with the default action). Keep it alive for as long as the run lasts.
+final class ShutdownSignals {
     private let sources: [any DispatchSourceSignal]
 
-    init() {
+    init(_ supervisor: Supervisor) {
         let count = Mutex(0)
         self.sources = [SIGTERM, SIGINT].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
                 let seen = count.withLock { count in
                     count += 1
                     return count
                 }
-                if seen >= 2 {
-                    _exit(130)
-                }
+                guard seen == 1 else { _exit(130) }
+                Task { await supervisor.triggerGracefulShutdown() }
             }
             source.resume()
             return source
         }
+    }
+
+    deinit {
+        self.sources.forEach { $0.cancel() }
     }
 }

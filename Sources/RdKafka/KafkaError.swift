@@ -75,6 +75,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let notCoordinator = Code("not-coordinator", RD_KAFKA_RESP_ERR_NOT_COORDINATOR)
         /// The group is rebalancing.
         public static let rebalanceInProgress = Code("rebalance-in-progress", RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS)
+        /// The member's group generation is no longer current: the group rebalanced meanwhile.
+        public static let staleGeneration = Code("stale-generation", RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)
         /// The requested offset is outside the partition's log.
         public static let offsetOutOfRange = Code("offset-out-of-range", RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
         /// The client is not allowed to do this.
@@ -89,7 +91,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
             .closed, .partitionNotAssigned, .brokersUnreachable, .transport, .resolve, .timedOut, .queueFull,
             .messageTooLarge, .messageTimedOut, .unknownTopicOrPartition, .notLeaderForPartition,
             .leaderNotAvailable, .requestTimedOut, .coordinatorNotAvailable, .notCoordinator,
-            .rebalanceInProgress, .offsetOutOfRange, .notAuthorized, .fatal,
+            .rebalanceInProgress, .staleGeneration, .offsetOutOfRange, .notAuthorized, .fatal,
         ]
     }
 

@@ -2,7 +2,8 @@ import ConveyorTestKit
 import Foundation
 import Synchronization
 
-/// A `conveyor` process started by a test, with its standard output collected line by line.
+/// A process of this package (`conveyor` by default) started by a test, with its standard output collected
+/// line by line.
 final class ChildProcess: Sendable {
     /// The lines the process wrote to standard output so far.
     let lines = AwaitableState([String]())
@@ -11,11 +12,12 @@ final class ChildProcess: Sendable {
     private let process: Process
     private let errors: Pipe
 
-    /// Starts `conveyor` with `arguments`.
-    init(_ arguments: [String]) throws {
+    /// Starts `executable` (built next to the test bundle) with `arguments` and extra `environment` variables.
+    init(_ arguments: [String], executable: String = "conveyor", environment: [String: String] = [:]) throws {
         let process = Process()
-        process.executableURL = Self.conveyorExecutable
+        process.executableURL = Self.executable(executable)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe()
         let errors = Pipe()
         process.standardOutput = output
@@ -38,11 +40,11 @@ final class ChildProcess: Sendable {
         self.errors = errors
     }
 
-    /// The `conveyor` executable built next to the test bundle.
-    static var conveyorExecutable: URL {
+    /// An executable of this package, built next to the test bundle.
+    static func executable(_ name: String) -> URL {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             .deletingLastPathComponent()
-            .appendingPathComponent("conveyor")
+            .appendingPathComponent(name)
     }
 
     /// Sends a signal (SIGTERM by default).
@@ -52,7 +54,7 @@ final class ChildProcess: Sendable {
 
     /// Waits for the process to exit and returns its status.
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
-        try await self.exit.wait(for: "exit of conveyor \(self.process.arguments ?? [])", timeout: timeout) { $0 != nil }!
+        try await self.exit.wait(for: "exit of \(self.process.arguments ?? [])", timeout: timeout) { $0 != nil }!
     }
 
     /// What the process wrote to standard error (read after it exited).

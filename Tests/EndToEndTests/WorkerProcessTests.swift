@@ -1,0 +1,193 @@
+import ConveyorTestKit
+import Foundation
+import Logging
+import RdKafka
+import Testing
+
+/// One line of a ledger file: a record a worker handled.
+private struct Handled: Hashable {
+    var partition: Int32
+    var offset: Int64
+    var value: String
+}
+
+/// The records a worker wrote to its ledger so far.
+private func ledger(_ path: String) -> [Handled] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+    return text.split(separator: "\n").compactMap { line in
+        let fields = line.split(separator: " ")
+        guard fields.count == 4, let partition = Int32(fields[1]), let offset = Int64(fields[2]) else { return nil }
+        return Handled(partition: partition, offset: offset, value: String(fields[3]))
+    }
+}
+
+/// A broker process with topic `ledger`, a configuration file for workers, and helpers around them.
+private final class Cluster: Sendable {
+    let broker: ChildProcess
+    let bootstrap: String
+    let directory: String
+    let config: String
+
+    init(partitions: Int, concurrency: Int = 16, maxInFlight: Int = 10_000) async throws {
+        self.broker = try ChildProcess(["broker", "--topic", "ledger:\(partitions)", "--log-level", "warning"])
+        self.bootstrap = try #require(try await self.broker.lines.wait(for: "bootstrap line") { !$0.isEmpty }.first)
+        self.directory = NSTemporaryDirectory() + "conveyor-e2e-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        self.config = self.directory + "/conveyor.yml"
+        try """
+            kafka:
+              bootstrap_servers: "\(self.bootstrap)"
+              session_timeout_ms: 6000
+            workers:
+              concurrency: \(concurrency)
+            commit:
+              interval_ms: 200
+            backpressure:
+              max_in_flight_records: \(maxInFlight)
+            shutdown:
+              timeout_ms: 20000
+            handlers:
+              enabled: [ledger]
+            """.write(toFile: self.config, atomically: true, encoding: .utf8)
+    }
+
+    func worker(_ name: String, delayMilliseconds: Int = 1) throws -> (ChildProcess, String) {
+        let path = self.directory + "/\(name).ledger"
+        let process = try ChildProcess(
+            ["run", "--config", self.config, "--log-level", "warning"],
+            executable: "LedgerWorker",
+            environment: ["LEDGER_FILE": path, "LEDGER_DELAY_MS": "\(delayMilliseconds)"]
+        )
+        return (process, path)
+    }
+
+    func produce(_ count: Int, partitions: Int) async throws {
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .critical
+        let producer = try KafkaProducer(configuration: try KafkaConfiguration(bootstrapServers: self.bootstrap), logger: logger)
+        for index in 0..<count {
+            let message = KafkaProducerMessage(
+                topic: "ledger", partition: Int32(index % partitions), key: Array("k\(index % 97)".utf8),
+                value: Array("v\(index)".utf8)
+            )
+            try await producer.produce(message) { _ in }
+        }
+        try await producer.flush(timeout: .seconds(30))
+        await producer.close()
+    }
+
+    func committed(partitions: Int) async throws -> [TopicPartition: Int64?] {
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .critical
+        let admin = try KafkaAdmin(configuration: try KafkaConfiguration(bootstrapServers: self.bootstrap), logger: logger)
+        return try await admin.committedOffsets(
+            group: "conveyor.ledger", partitions: (0..<Int32(partitions)).map { TopicPartition("ledger", $0) }
+        )
+    }
+
+    /// Waits until the ledgers together hold `count` distinct values.
+    func waitForAll(_ count: Int, in paths: [String], timeout: Duration = .seconds(60)) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while Set(paths.flatMap { ledger($0) }.map(\.value)).count < count {
+            guard clock.now < deadline else {
+                Issue.record("only \(Set(paths.flatMap { ledger($0) }.map(\.value)).count) of \(count) records handled")
+                return
+            }
+            // The ledgers are files written by other processes: read them again shortly.
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    func stop() async throws {
+        self.broker.signal()
+        _ = try await self.broker.waitForExit()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+}
+
+@Suite("Worker processes")
+struct WorkerProcessTests {
+    @Test("A worker killed with SIGKILL mid-stream: nothing lost, and no committed offset passes an unhandled record")
+    func killedWorker() async throws {
+        let cluster = try await Cluster(partitions: 6)
+        try await cluster.produce(4_000, partitions: 6)
+        let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 2)
+        let (second, secondLedger) = try cluster.worker("second", delayMilliseconds: 2)
+        // Let both work for a while, then kill the first without warning.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while ledger(firstLedger).count < 300 || ledger(secondLedger).isEmpty, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        first.signal(SIGKILL)
+        #expect(try await first.waitForExit() != 0)
+
+        // Whatever the group committed, every record below it was handled (written to a ledger) before.
+        let committedAtKill = try await cluster.committed(partitions: 6)
+        let handledAtKill = Set((ledger(firstLedger) + ledger(secondLedger)).map { "\($0.partition)/\($0.offset)" })
+        for (partition, offset) in committedAtKill {
+            for below in 0..<(offset ?? 0) {
+                #expect(handledAtKill.contains("\(partition.partition)/\(below)"), "\(partition)@\(below) committed unhandled")
+            }
+        }
+
+        try await cluster.waitForAll(4_000, in: [firstLedger, secondLedger])
+        second.signal()
+        #expect(try await second.waitForExit() == 0)
+        let values = Set((ledger(firstLedger) + ledger(secondLedger)).map(\.value))
+        #expect(values == Set((0..<4_000).map { "v\($0)" }))
+        let committed = try await cluster.committed(partitions: 6)
+        #expect(committed.values.map { $0 ?? 0 }.reduce(0, +) == 4_000, "all committed after the clean stop")
+        try await cluster.stop()
+    }
+
+    @Test("Graceful stop with work in flight, then restart: nothing finished is redelivered")
+    func gracefulStop() async throws {
+        let cluster = try await Cluster(partitions: 4, concurrency: 8, maxInFlight: 40)
+        try await cluster.produce(2_000, partitions: 4)
+        let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 5)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while ledger(firstLedger).count < 200, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        first.signal()
+        #expect(try await first.waitForExit() == 0)
+        let handledFirst = ledger(firstLedger)
+        #expect(handledFirst.count < 2_000, "stopped mid-stream")
+
+        let (second, secondLedger) = try cluster.worker("second", delayMilliseconds: 1)
+        try await cluster.waitForAll(2_000, in: [firstLedger, secondLedger])
+        second.signal()
+        #expect(try await second.waitForExit() == 0)
+        let again = Set(handledFirst.map(\.value)).intersection(ledger(secondLedger).map(\.value))
+        #expect(again.isEmpty, "redelivered after a clean stop: \(again.prefix(10))")
+        try await cluster.stop()
+    }
+
+    @Test("A worker joining mid-stream: the leaving partitions' finished work is committed before release")
+    func rebalanceWhileRunning() async throws {
+        // About 10 s of work for one worker (4,000 records, 10 ms each, 4 at a time): the second joins early.
+        let cluster = try await Cluster(partitions: 6, concurrency: 4, maxInFlight: 60)
+        try await cluster.produce(4_000, partitions: 6)
+        let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 10)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while ledger(firstLedger).count < 100, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let (second, secondLedger) = try cluster.worker("second", delayMilliseconds: 10)
+        try await cluster.waitForAll(4_000, in: [firstLedger, secondLedger])
+        first.signal()
+        second.signal()
+        #expect(try await first.waitForExit() == 0)
+        #expect(try await second.waitForExit() == 0)
+        let firstValues = ledger(firstLedger).map(\.value)
+        let secondValues = ledger(secondLedger).map(\.value)
+        #expect(!secondValues.isEmpty, "the second worker took partitions over")
+        #expect(Set(firstValues).isDisjoint(with: secondValues), "no record handled by both")
+        #expect(firstValues.count + secondValues.count == 4_000)
+        try await cluster.stop()
+    }
+}
