@@ -3,17 +3,25 @@ import RdKafka
 
 /// What a handler gets with each record besides the record itself.
 public struct HandlerContext: Sendable {
-    /// A logger whose metadata names the handler, topic, partition and offset.
-    public let logger: Logger
+    private let handlerLogger: Logger
+    private let record: Record
     /// The attempt number for this record, from 1.
     public let attempt: Int
     /// The producer for follow-up events, shared by the process.
     private let producer: KafkaProducer
 
-    init(logger: Logger, attempt: Int, producer: KafkaProducer) {
-        self.logger = logger
+    init(logger: Logger, record: Record, attempt: Int, producer: KafkaProducer) {
+        self.handlerLogger = logger
+        self.record = record
         self.attempt = attempt
         self.producer = producer
+    }
+
+    /// A logger whose metadata names the handler and the record (`topic[partition]@offset`).
+    public var logger: Logger {
+        var logger = self.handlerLogger
+        logger[metadataKey: "record"] = "\(self.record.position)"
+        return logger
     }
 
     /// Publishes a follow-up event and waits until Kafka has it.

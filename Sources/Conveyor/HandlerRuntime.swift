@@ -211,31 +211,38 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         let record = Record(kafkaRecord)
         var attempt = 1
         var backoff = self.configuration.retryBackoff
+        var handled = false
         while self.isCurrent(partition, epoch: epoch) {
-            var logger = self.logger
-            logger[metadataKey: "record"] = "\(record.position)"
+            let context = HandlerContext(logger: self.logger, record: record, attempt: attempt, producer: self.producer)
             do {
-                try await self.handler.handle(record, context: HandlerContext(logger: logger, attempt: attempt, producer: self.producer))
-                self.state.withLock { $0.handled += 1 }
+                try await self.handler.handle(record, context: context)
+                handled = true
                 break
             } catch {
                 self.state.withLock { $0.failedAttempts += 1 }
-                logger.warning("Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                context.logger.warning("Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, self.configuration.maxRetryBackoff)
                 attempt += 1
             }
         }
-        self.complete(partition, offset: kafkaRecord.offset, epoch: epoch, bytes: kafkaRecord.byteCount)
+        self.complete(partition, offset: kafkaRecord.offset, epoch: epoch, bytes: kafkaRecord.byteCount, handled: handled)
     }
 
     private func isCurrent(_ partition: TopicPartition, epoch: OffsetTracker.Epoch) -> Bool {
         self.state.withLock { $0.tracker.epoch(of: partition) == epoch }
     }
 
-    private func complete(_ partition: TopicPartition, offset: Int64, epoch: OffsetTracker.Epoch, bytes: Int) {
+    private func complete(
+        _ partition: TopicPartition,
+        offset: Int64,
+        epoch: OffsetTracker.Epoch,
+        bytes: Int,
+        handled: Bool
+    ) {
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
             state.tracker.finish(partition, offset: offset, epoch: epoch)
+            state.handled += handled ? 1 : 0
             state.inFlight -= 1
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }

@@ -8,6 +8,22 @@ enum LaneKey: Hashable, Sendable {
     case partition(TopicPartition)
     /// One record on its own (``Ordering/none``).
     case single(UInt64)
+
+    /// Hashes key bytes as one buffer rather than byte by byte (this is on the per-record path).
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .key(let topic, let key):
+            hasher.combine(0)
+            hasher.combine(topic)
+            key.withUnsafeBytes { hasher.combine(bytes: $0) }
+        case .partition(let partition):
+            hasher.combine(1)
+            hasher.combine(partition)
+        case .single(let id):
+            hasher.combine(2)
+            hasher.combine(id)
+        }
+    }
 }
 
 /// The scheduling state of the worker pool: lanes of queued work, and which lanes are ready to run.

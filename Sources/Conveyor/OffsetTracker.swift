@@ -22,6 +22,21 @@ struct OffsetTracker {
         /// The offset last handed out by ``OffsetTracker/takeCommittable()``.
         var taken: Int64?
 
+        mutating func dispatch(_ offset: Int64) -> Epoch? {
+            if let last = self.offsets.last ?? self.committable.map({ $0 - 1 }), offset <= last {
+                return nil
+            }
+            self.offsets.append(offset)
+            return self.epoch
+        }
+
+        mutating func finish(_ offset: Int64, epoch: Epoch) -> Bool {
+            guard self.epoch == epoch else { return false }
+            self.finished.insert(offset)
+            self.advance()
+            return true
+        }
+
         mutating func advance() {
             while self.head < self.offsets.count, self.finished.remove(self.offsets[self.head]) != nil {
                 self.committable = self.offsets[self.head] + 1
@@ -67,23 +82,14 @@ struct OffsetTracker {
     /// its partition is not assigned, or its offset is not past the last dispatched one (a redelivery of a record
     /// already in hand).
     mutating func dispatch(_ partition: TopicPartition, offset: Int64) -> Epoch? {
-        guard var state = self.partitions[partition] else { return nil }
-        if let last = state.offsets.last ?? state.committable.map({ $0 - 1 }), offset <= last {
-            return nil
-        }
-        state.offsets.append(offset)
-        self.partitions[partition] = state
-        return state.epoch
+        // Mutated in place (through the dictionary's `_modify`), never copied: the arrays can be large.
+        self.partitions[partition]?.dispatch(offset)
     }
 
     /// Marks a record finished (handled, dead-lettered or skipped). Returns `false` if its epoch is stale.
     @discardableResult
     mutating func finish(_ partition: TopicPartition, offset: Int64, epoch: Epoch) -> Bool {
-        guard var state = self.partitions[partition], state.epoch == epoch else { return false }
-        state.finished.insert(offset)
-        state.advance()
-        self.partitions[partition] = state
-        return true
+        self.partitions[partition]?.finish(offset, epoch: epoch) ?? false
     }
 
     /// Records dispatched and not finished, per partition.

@@ -35,8 +35,8 @@ public struct RuntimeConfiguration: Sendable {
     public var concurrency = 64
     /// `commit.interval_ms`: how often finished offsets are committed. Default 1,000 ms.
     public var commitInterval: Duration = .seconds(1)
-    /// `backpressure.max_in_flight_records`. Default 10,000.
-    public var maxInFlightRecords = 10_000
+    /// `backpressure.max_in_flight_records`. Default 50,000.
+    public var maxInFlightRecords = 50_000
     /// `backpressure.max_in_flight_bytes`. Default 64 MiB.
     public var maxInFlightBytes = 64 << 20
     /// `rebalance.drain_timeout_ms`: how long a revoked partition's in-flight records may finish. Default 10 s.

@@ -1,18 +1,31 @@
 import Dispatch
 import Synchronization
 
-/// Runs tasks' jobs on a concurrent dispatch queue, so that handler code (which may block) runs on Dispatch
-/// threads and never on Swift's cooperative pool or a poll thread.
-final class DispatchTaskExecutor: TaskExecutor {
-    private let queue: DispatchQueue
+#if canImport(Glibc)
+import Glibc
+#endif
 
-    init(label: String) {
-        self.queue = DispatchQueue(label: label, attributes: .concurrent)
+/// Facts about the machine.
+enum System {
+    /// The number of online processors.
+    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// Runs tasks' jobs on a fixed set of serial dispatch queues (one per core by default), so that handler code
+/// runs on Dispatch threads, never on Swift's cooperative pool or a poll thread, and so that many workers do
+/// not turn into many threads fighting over the same locks on few cores.
+final class DispatchTaskExecutor: TaskExecutor {
+    private let queues: [DispatchQueue]
+    private let next = Atomic<Int>(0)
+
+    init(label: String, threads: Int) {
+        self.queues = (0..<max(1, threads)).map { DispatchQueue(label: "\(label).\($0)") }
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        self.queue.async {
+        let index = self.next.add(1, ordering: .relaxed).newValue % self.queues.count
+        self.queues[index].async {
             job.runSynchronously(on: self.asUnownedTaskExecutor())
         }
     }
@@ -37,10 +50,10 @@ final class WorkerPool: Sendable {
     private let state = Mutex(State())
     private let executor: DispatchTaskExecutor
 
-    /// Starts `concurrency` workers.
-    init(concurrency: Int, label: String) {
+    /// Starts `concurrency` workers on `threads` Dispatch threads.
+    init(concurrency: Int, threads: Int = System.coreCount, label: String) {
         self.concurrency = concurrency
-        self.executor = DispatchTaskExecutor(label: label)
+        self.executor = DispatchTaskExecutor(label: label, threads: threads)
         for _ in 0..<concurrency {
             Task(executorPreference: self.executor) { [self] in await self.work() }
         }

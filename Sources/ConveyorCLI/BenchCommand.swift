@@ -25,16 +25,19 @@ struct BenchCommand: AsyncParsableCommand {
         "queued.max.messages.kbytes=65536",
     ]
 
-    @Option(help: "Records to produce and consume per run.")
-    var records: Int = 2_000_000
+    @Option(help: "Records to produce and consume per run (W1: 1,000,000 records of 100 bytes).")
+    var records: Int = 1_000_000
 
     @Option(help: "Partitions of the benchmark topic (the embedded broker keeps at most 5 MiB per partition).")
-    var partitions: Int = 48
+    var partitions: Int = 32
 
     @Option(help: "Value size in bytes.")
-    var valueSize: Int = 64
+    var valueSize: Int = 100
 
-    @Option(help: "Rounds; each runs both consumers once.")
+    @Option(help: "Records of the W2 run (runtime with a 1 ms handler at concurrency 64); 0 skips it.")
+    var ioRecords: Int = 20_000
+
+    @Option(help: "Rounds; each runs every consumer once.")
     var rounds: Int = 3
 
     @Option(
@@ -68,7 +71,7 @@ struct BenchCommand: AsyncParsableCommand {
             + "in \(String(format: "%.2f", produceSeconds)) s")
         print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " "))")
 
-        let modes = BenchConsumerCommand.Mode.allCases.map(\.rawValue)
+        let modes = [BenchConsumerCommand.Mode.raw, .conveyor, .conveyorHeaders, .runtimeNoop].map(\.rawValue)
         var results: [String: [BenchResult]] = [:]
         for round in 1...self.rounds {
             // Rotate which consumer goes first, so that none always meets a cold or a warm broker.
@@ -91,6 +94,13 @@ struct BenchCommand: AsyncParsableCommand {
                 mode, summary.bestRate / raw.bestRate, summary.medianRate / raw.medianRate,
                 summary.cpuPerRecord / raw.cpuPerRecord, summary.peakRSS / raw.peakRSS
             ))
+        }
+        if self.ioRecords > 0 {
+            let io = try self.runChild(
+                mode: BenchConsumerCommand.Mode.runtimeIO.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
+                round: 0, records: self.ioRecords
+            )
+            print("W2 runtime-io (1 ms per record, concurrency 64, \(self.ioRecords) records) " + io.summary)
         }
     }
 
@@ -120,12 +130,15 @@ struct BenchCommand: AsyncParsableCommand {
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
-    private func runChild(mode: String, bootstrap: String, topic: String, round: Int) throws -> BenchResult {
+    private func runChild(
+        mode: String, bootstrap: String, topic: String, round: Int, records: Int? = nil
+    ) throws -> BenchResult {
+        let records = records ?? self.records
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = [
             "bench-consumer", "--mode", mode, "--bootstrap-servers", bootstrap, "--topic", topic,
-            "--group", "bench-\(mode)-\(round)", "--records", String(self.records),
+            "--group", "bench-\(mode)-\(round)", "--records", String(records),
             "--log-level", self.logging.logLevel.rawValue,
         ] + (Self.consumerDefaults + self.properties).flatMap { ["-X", $0] }
         let output = Pipe()
@@ -139,8 +152,8 @@ struct BenchCommand: AsyncParsableCommand {
         else {
             throw ValidationError("bench-consumer --mode \(mode) failed with status \(process.terminationStatus)")
         }
-        guard result.records == Int64(self.records) else {
-            throw ValidationError("bench-consumer --mode \(mode) read \(result.records) of \(self.records) records")
+        guard result.records >= Int64(records) else {
+            throw ValidationError("bench-consumer --mode \(mode) read \(result.records) of \(records) records")
         }
         return result
     }

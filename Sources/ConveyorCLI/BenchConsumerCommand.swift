@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conveyor
 import Foundation
 import Logging
 import RdKafka
@@ -19,7 +20,17 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         case conveyor
         /// `KafkaConsumer` reading keys, values and headers (its default).
         case conveyorHeaders = "conveyor+headers"
+        /// W1: the whole runtime (worker pool, lanes by key, offsets, commits) with a handler that does nothing.
+        case runtimeNoop = "runtime-noop"
+        /// W2: the whole runtime with a handler that waits 1 ms per record.
+        case runtimeIO = "runtime-io"
     }
+
+    @Option(help: "Worker concurrency of the runtime modes.")
+    var concurrency: Int = 64
+
+    @Option(help: "In-flight record budget of the runtime modes.")
+    var maxInFlight: Int = 50_000
 
     @Option var mode: Mode
     @OptionGroup var client: ClientOptions
@@ -42,6 +53,12 @@ struct BenchConsumerCommand: AsyncParsableCommand {
                 records: raw.records, seconds: raw.elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
                 peakRSSKilobytes: Self.peakRSS()
             )
+        case .runtimeNoop, .runtimeIO:
+            let (count, elapsed) = try await self.runRuntime(configuration: configuration, logger: logger)
+            result = BenchResult(
+                records: Int64(count), seconds: elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
+                peakRSSKilobytes: Self.peakRSS()
+            )
         case .conveyor, .conveyorHeaders:
             let counter = CountingDelegate(target: self.records)
             let consumer = try KafkaConsumer(configuration: configuration, delegate: counter, logger: logger)
@@ -54,6 +71,38 @@ struct BenchConsumerCommand: AsyncParsableCommand {
             )
         }
         print(result.line)
+    }
+
+    /// Runs the Conveyor runtime with the mode's handler until `records` were handled, then stops it cleanly.
+    private func runRuntime(configuration: KafkaConfiguration, logger: Logger) async throws -> (Int, Duration) {
+        let handler: any Handler.Type = self.mode == .runtimeNoop ? BenchNoopHandler.self : BenchIOHandler.self
+        var runtime = RuntimeConfiguration(bootstrapServers: configuration.bootstrapServers)
+        runtime.sessionTimeout = .seconds(6)
+        runtime.concurrency = self.concurrency
+        runtime.maxInFlightRecords = self.maxInFlight
+        var settings = RuntimeConfiguration.HandlerSettings(name: handler.name)
+        settings.groupID = self.group
+        settings.topics = [self.topic]
+        settings.properties = configuration.properties
+        runtime.handlers = [settings]
+        BenchProgress.shared.setTarget(self.records)
+        let supervisor = try Supervisor(configuration: runtime, registry: try HandlerRegistry([handler]), logger: logger)
+        return try await withThrowingTaskGroup(of: (Int, Duration)?.self) { group in
+            group.addTask {
+                _ = try await supervisor.run(signals: [])
+                return nil
+            }
+            group.addTask { await BenchProgress.shared.finished() }
+            // The first to finish is the target (or a failed run, whose error is thrown here).
+            let first = try await group.next()!
+            await supervisor.triggerGracefulShutdown()
+            guard let result = first else {
+                throw ValidationError("the runtime stopped before handling \(self.records) records")
+            }
+            group.cancelAll()
+            try await group.waitForAll()
+            return result
+        }
     }
 
     /// User and system CPU time of this process so far.

@@ -239,6 +239,23 @@ final class ConsumerLoop: @unchecked Sendable {
             throw KafkaError.translate(result, context: "resume \(toResume)")
         }
         self.paused.subtract(toResume)
+        self.wakeFetchers(toResume)
+    }
+
+    /// librdkafka 2.0.2 applies a resume on its main thread and does not wake the broker threads that fetch the
+    /// partitions, so fetching restarts only at their next periodic wake-up, up to a second later. A request to
+    /// the partition's leader (a watermark query, answered from the broker's memory) wakes its broker thread,
+    /// which then sees the partition fetchable again at once.
+    private func wakeFetchers(_ partitions: [TopicPartition]) {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(500)
+        var low: Int64 = 0
+        var high: Int64 = 0
+        for partition in partitions where clock.now < deadline {
+            _ = rd_kafka_query_watermark_offsets(
+                self.client.pointer, partition.topic, partition.partition, &low, &high, 100
+            )
+        }
     }
 
     func store(_ offsets: some Collection<TopicPartitionOffset>) throws {
