@@ -115,15 +115,18 @@ struct BrokerProcessTests {
 
 @Suite("`conveyor bench`")
 struct BenchProcessTests {
-    @Test("A small benchmark run consumes everything with both consumers and prints the ratio")
+    @Test("A small benchmark run consumes everything with every consumer and prints the ratios")
     func smallRun() async throws {
         let bench = try ChildProcess([
-            "bench", "--records", "20000", "--partitions", "4", "--rounds", "1", "--log-level", "warning",
+            "bench", "--records", "20000", "--partitions", "4", "--rounds", "1", "--io-records", "2000",
+            "--log-level", "warning",
         ])
         #expect(try await bench.waitForExit(timeout: .seconds(120)) == 0, "\(bench.standardError)")
         let output = bench.lines.value
         #expect(output.contains { $0.hasPrefix("round 1  raw") })
         #expect(output.contains { $0.hasPrefix("round 1  conveyor") })
         #expect(output.contains { $0.hasPrefix("ratio conveyor/raw:") })
+        #expect(output.contains { $0.hasPrefix("ratio runtime-noop/raw:") })
+        #expect(output.contains { $0.hasPrefix("W2 runtime-io") })
     }
 }
