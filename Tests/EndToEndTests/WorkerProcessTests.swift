@@ -191,3 +191,37 @@ struct WorkerProcessTests {
         try await cluster.stop()
     }
 }
+
+@Suite("Configuration on the command line")
+struct CheckConfigTests {
+    @Test("check-config accepts the example file and names every problem of a bad one")
+    func checkConfig() async throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../config/conveyor.yml").standardizedFileURL.path
+        let good = try ChildProcess(["check-config", "--config", example])
+        #expect(try await good.waitForExit() == 0)
+        #expect(good.lines.value.last?.hasSuffix(": ok") == true)
+
+        let path = NSTemporaryDirectory() + "conveyor-bad-\(UUID().uuidString).yml"
+        try """
+            kafka:
+              bootstrap_servers: "127.0.0.1:9092"
+            workers:
+              concurrency: many
+            handlers:
+              enabled: [inventory]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let bad = try ChildProcess(["check-config", "--config", path])
+        #expect(try await bad.waitForExit() != 0)
+        #expect(bad.lines.value.contains { $0.contains("workers.concurrency") && $0.contains("many") })
+
+        let unknown = try ChildProcess(["check-config", "--config", example, "--handler", "nope"])
+        #expect(try await unknown.waitForExit() != 0)
+        #expect(unknown.lines.value.contains { $0.contains("'nope'") && $0.contains("inventory") })
+
+        let missing = try ChildProcess(["run", "--config", "/no/such/file.yml"])
+        #expect(try await missing.waitForExit() != 0)
+        #expect(missing.standardError.contains("/no/such/file.yml"))
+    }
+}
