@@ -24,11 +24,17 @@ final class ChildProcess: Sendable {
         process.standardError = errors
         let lines = self.lines
         let pending = LineBuffer()
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            let complete = pending.append(data)
-            if !complete.isEmpty {
-                lines.update { $0.append(contentsOf: complete) }
+        // A thread of its own reads until end of file: no dispatch source watches the descriptor, so none can
+        // outlive it (a closed and reused descriptor under a live source crashes libdispatch).
+        let reader = output.fileHandleForReading
+        Thread.detachNewThread {
+            while true {
+                let data = reader.availableData
+                guard !data.isEmpty else { return }
+                let complete = pending.append(data)
+                if !complete.isEmpty {
+                    lines.update { $0.append(contentsOf: complete) }
+                }
             }
         }
         let exit = self.exit
