@@ -124,19 +124,11 @@ struct BenchConsumerCommand: AsyncParsableCommand {
 
 /// Counts records the way the C baseline does (touching each key and value length) until a target.
 final class CountingDelegate: KafkaConsumerDelegate {
-    private struct State {
-        var count = 0
-        var bytes = 0
-        var start: ContinuousClock.Instant?
-        var end: ContinuousClock.Instant?
-        var waiter: CheckedContinuation<(Int, Duration), Never>?
-    }
-
-    private let target: Int
-    private let state = Mutex(State())
+    private let progress: BenchProgress
+    private let bytes = Atomic<Int>(0)
 
     init(target: Int) {
-        self.target = target
+        self.progress = BenchProgress(target: target)
     }
 
     func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
@@ -144,34 +136,13 @@ final class CountingDelegate: KafkaConsumerDelegate {
         for record in records {
             bytes &+= record.byteCount
         }
-        let now = ContinuousClock.now
-        let finished: (CheckedContinuation<(Int, Duration), Never>, (Int, Duration))? = self.state.withLock { state in
-            state.start = state.start ?? now
-            state.count += records.count
-            state.bytes &+= bytes
-            guard state.count >= self.target, state.end == nil, let start = state.start else { return nil }
-            state.end = now
-            guard let waiter = state.waiter else { return nil }
-            state.waiter = nil
-            return (waiter, (state.count, now - start))
-        }
-        if let (waiter, value) = finished {
-            waiter.resume(returning: value)
-        }
+        self.bytes.add(bytes, ordering: .relaxed)
+        self.progress.add(records.count)
     }
 
     /// Suspends until the target was reached; returns the count and the time from first to last batch.
     func finished() async -> (Int, Duration) {
-        await withCheckedContinuation { continuation in
-            let ready: (Int, Duration)? = self.state.withLock { state in
-                guard let start = state.start, let end = state.end else {
-                    state.waiter = continuation
-                    return nil
-                }
-                return (state.count, end - start)
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
+        await self.progress.finished()
     }
 }
 

@@ -12,18 +12,28 @@ final class BenchProgress: Sendable {
         var waiter: CheckedContinuation<(Int, Duration), Never>?
     }
 
+    /// The progress the benchmark handlers report to.
     static let shared = BenchProgress()
 
     private let state = Mutex(State())
+
+    init(target: Int = .max) {
+        self.state.withLock { $0.target = target }
+    }
 
     func setTarget(_ target: Int) {
         self.state.withLock { $0.target = target }
     }
 
     func recordHandled() {
+        self.add(1)
+    }
+
+    /// Counts `records` more.
+    func add(_ records: Int) {
         let now = ContinuousClock.now
         let done: (CheckedContinuation<(Int, Duration), Never>, (Int, Duration))? = self.state.withLock { state in
-            state.count += 1
+            state.count += records
             state.start = state.start ?? now
             guard state.count >= state.target, state.end == nil, let start = state.start else { return nil }
             state.end = now

@@ -85,6 +85,16 @@ private final class Cluster: Sendable {
         )
     }
 
+    /// Waits until a ledger holds at least `count` records (or a minute passed).
+    func waitForLedger(_ path: String, atLeast count: Int) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while ledger(path).count < count, clock.now < deadline {
+            // The ledger is a file written by another process: read it again shortly.
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     /// Waits until the ledgers together hold `count` distinct values.
     func waitForAll(_ count: Int, in paths: [String], timeout: Duration = .seconds(60)) async throws {
         let clock = ContinuousClock()
@@ -153,11 +163,7 @@ struct WorkerProcessTests {
         let cluster = try await Cluster(partitions: 4, concurrency: 8, maxInFlight: 40)
         try await cluster.produce(2_000, partitions: 4)
         let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 5)
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(60)
-        while ledger(firstLedger).count < 200, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await cluster.waitForLedger(firstLedger, atLeast: 200)
         first.signal()
         #expect(try await first.waitForExit() == 0)
         let handledFirst = ledger(firstLedger)
@@ -179,11 +185,7 @@ struct WorkerProcessTests {
         let cluster = try await Cluster(partitions: 6, concurrency: 4, maxInFlight: 60)
         try await cluster.produce(6_000, partitions: 6)
         let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 10)
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(60)
-        while ledger(firstLedger).count < 100, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await cluster.waitForLedger(firstLedger, atLeast: 100)
         let (second, secondLedger) = try cluster.worker("second", delayMilliseconds: 10)
         try await cluster.waitForAll(6_000, in: [firstLedger, secondLedger])
         first.signal()
