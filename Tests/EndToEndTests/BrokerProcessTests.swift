@@ -130,3 +130,27 @@ struct BenchProcessTests {
         #expect(output.contains { $0.hasPrefix("W2 runtime-io") })
     }
 }
+
+@Suite("`conveyor dev`")
+struct DevProcessTests {
+    @Test("dev runs the example store against a `conveyor broker` and stops cleanly")
+    func devAgainstExternalBroker() async throws {
+        let broker = try ChildProcess(["broker", "--log-level", "warning"])
+        let bootstrap = try #require(try await broker.lines.wait(for: "the bootstrap line") { !$0.isEmpty }.first)
+        let dev = try ChildProcess([
+            "dev", "--bootstrap-servers", bootstrap, "--duration", "8", "--rate", "100", "--every", "1",
+        ])
+        #expect(try await dev.waitForExit(timeout: .seconds(60)) == 0, "\(dev.standardError)")
+        let output = dev.lines.value
+        let final = try #require(output.firstIndex { $0.hasPrefix("final:") })
+        let handlers = output[(final + 1)...].prefix(4)
+        #expect(handlers.count == 4)
+        for line in handlers {
+            let handled = line.split(separator: " ").drop { $0 != "handled" }.dropFirst().first.flatMap { Int($0) }
+            #expect((handled ?? 0) > 100, "\(line)")
+        }
+        #expect(output.contains { $0.hasPrefix("order-stats, top customers") })
+        broker.signal()
+        #expect(try await broker.waitForExit() == 0)
+    }
+}
