@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Conveyor", targets: ["Conveyor"]),
         .library(name: "ConveyorTestKit", targets: ["ConveyorTestKit"]),
         .executable(name: "conveyor", targets: ["conveyor"]),
+        .plugin(name: "HandlerRegistryPlugin", targets: ["HandlerRegistryPlugin"]),
+        .plugin(name: "NewHandlerPlugin", targets: ["NewHandlerPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -68,7 +70,25 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(
             name: "conveyor",
-            dependencies: ["ConveyorCLI", "StoreHandlers"]
+            dependencies: ["ConveyorCLI", "StoreHandlers"],
+            plugins: ["HandlerRegistryPlugin"]
+        ),
+
+        // MARK: - Plugins and their tool
+        .target(name: "HandlerScanner"),
+        .executableTarget(name: "ConveyorPluginTool", dependencies: ["HandlerScanner"]),
+        .plugin(
+            name: "HandlerRegistryPlugin",
+            capability: .buildTool(),
+            dependencies: ["ConveyorPluginTool"]
+        ),
+        .plugin(
+            name: "NewHandlerPlugin",
+            capability: .command(
+                intent: .custom(verb: "conveyor-new-handler", description: "Create a handler module with a test"),
+                permissions: [.writeToPackageDirectory(reason: "to write the new handler module and its test")]
+            ),
+            dependencies: ["ConveyorPluginTool"]
         ),
 
         // MARK: - Tests
@@ -84,6 +104,10 @@ let package = Package(
                 "ConveyorTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "HandlerScannerTests",
+            dependencies: ["HandlerScanner"]
         ),
         .testTarget(
             name: "ConveyorTests",

@@ -1,10 +1,10 @@
 import ConveyorCLI
-import StoreHandlers
 
-/// The `conveyor` executable: the command line of `ConveyorCLI`, with the example store's handlers.
+/// The `conveyor` executable: the command line of `ConveyorCLI` with the handlers of the modules it depends on,
+/// listed in `registeredHandlers` by the HandlerRegistryPlugin.
 @main
 enum Conveyor {
     static func main() async {
-        await ConveyorCommand.main(handlers: storeHandlers)
+        await ConveyorCommand.main(handlers: registeredHandlers)
     }
 }
