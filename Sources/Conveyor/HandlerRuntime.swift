@@ -166,7 +166,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         switch self.settings.ordering {
         case .key:
             guard let key = record.key else { return .partition(record.topicPartition) }
-            return .key(topic: record.topic, key: Array(key))
+            return .key(topic: record.topic, key: key)
         case .partition:
             return .partition(record.topicPartition)
         case .none:

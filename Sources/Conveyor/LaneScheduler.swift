@@ -2,27 +2,20 @@ import RdKafka
 
 /// What serialises records: records of one lane run one at a time, in the order they were submitted.
 enum LaneKey: Hashable, Sendable {
-    /// Records with this key in this topic (``Ordering/key``).
-    case key(topic: String, key: [UInt8])
+    /// Records whose (topic, key) hash to this value (``Ordering/key``). Equal keys always share a lane; two
+    /// different keys share one only if their 64-bit hashes collide, which costs parallelism, never order.
+    case key(UInt64)
     /// Records of this partition (``Ordering/partition``, and keyless records under ``Ordering/key``).
     case partition(TopicPartition)
     /// One record on its own (``Ordering/none``).
     case single(UInt64)
 
-    /// Hashes key bytes as one buffer rather than byte by byte (this is on the per-record path).
-    func hash(into hasher: inout Hasher) {
-        switch self {
-        case .key(let topic, let key):
-            hasher.combine(0)
-            hasher.combine(topic)
-            key.withUnsafeBytes { hasher.combine(bytes: $0) }
-        case .partition(let partition):
-            hasher.combine(1)
-            hasher.combine(partition)
-        case .single(let id):
-            hasher.combine(2)
-            hasher.combine(id)
-        }
+    /// The lane of a key in a topic.
+    static func key(topic: String, key: ArraySlice<UInt8>) -> LaneKey {
+        var hasher = Hasher()
+        hasher.combine(topic)
+        key.withUnsafeBytes { hasher.combine(bytes: $0) }
+        return .key(UInt64(bitPattern: Int64(hasher.finalize())))
     }
 }
 

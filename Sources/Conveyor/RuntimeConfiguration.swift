@@ -57,9 +57,20 @@ public struct RuntimeConfiguration: Sendable {
         self.handlers = handlers
     }
 
+    /// librdkafka settings every handler's consumer starts from (`kafka.properties` and handler properties win):
+    /// a prefetch queue bounded in bytes, with a message-count threshold above anything it holds, so that
+    /// librdkafka 2.0.2 never stops fetching for a second when its queue passes `queued.min.messages`.
+    static let consumerDefaults: [String: String] = [
+        "queued.min.messages": "1000000",
+        "queued.max.messages.kbytes": "16384",
+    ]
+
     /// The client configuration of one handler's consumer.
     func consumerConfiguration(for handler: HandlerSettings) throws -> KafkaConfiguration {
-        var configuration = try self.clientConfiguration()
+        var configuration = try KafkaConfiguration(
+            bootstrapServers: self.bootstrapServers,
+            properties: Self.consumerDefaults.merging(self.kafkaProperties) { $1 }
+        )
         configuration.groupID = handler.groupID
         configuration.sessionTimeout = self.sessionTimeout
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 10)

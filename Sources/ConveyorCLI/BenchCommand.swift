@@ -18,8 +18,10 @@ struct BenchCommand: AsyncParsableCommand {
             """
     )
 
-    /// The prefetch settings both consumers get: a queue large enough that librdkafka 2.0.2 never hits its
-    /// one-second fetch back-off, bounded in bytes.
+    /// The prefetch settings the plain consumers (raw, conveyor, conveyor+headers) get: a message-count threshold
+    /// above anything the queue holds, so that librdkafka 2.0.2 never hits its one-second fetch back-off, and a
+    /// queue bounded in bytes. The runtime modes use the runtime's own defaults
+    /// (`RuntimeConfiguration.consumerDefaults`, a 16 MiB queue), which suit a consumer slower than its fetcher.
     static let consumerDefaults: [String] = [
         "queued.min.messages=1000000",
         "queued.max.messages.kbytes=65536",
@@ -69,7 +71,8 @@ struct BenchCommand: AsyncParsableCommand {
         let produceSeconds = try await self.produce(to: topic, on: kafka, logger: logger)
         print("produced \(self.records) records of \(self.valueSize) B over \(self.partitions) partitions "
             + "in \(String(format: "%.2f", produceSeconds)) s")
-        print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " "))")
+        print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " ")); runtime: its defaults"
+            + (self.properties.isEmpty ? "" : " plus \(self.properties.joined(separator: " "))"))
 
         let modes = [BenchConsumerCommand.Mode.raw, .conveyor, .conveyorHeaders, .runtimeNoop].map(\.rawValue)
         var results: [String: [BenchResult]] = [:]
@@ -140,7 +143,7 @@ struct BenchCommand: AsyncParsableCommand {
             "bench-consumer", "--mode", mode, "--bootstrap-servers", bootstrap, "--topic", topic,
             "--group", "bench-\(mode)-\(round)", "--records", String(records),
             "--log-level", self.logging.logLevel.rawValue,
-        ] + (Self.consumerDefaults + self.properties).flatMap { ["-X", $0] }
+        ] + ((mode.hasPrefix("runtime") ? [] : Self.consumerDefaults) + self.properties).flatMap { ["-X", $0] }
         let output = Pipe()
         process.standardOutput = output
         try process.run()

@@ -81,6 +81,8 @@ struct LaneSchedulerTests {
         var scheduler = LaneScheduler<String>()
         let a = LaneKey.key(topic: "t", key: [1])
         let b = LaneKey.key(topic: "t", key: [2])
+        #expect(a == LaneKey.key(topic: "t", key: [1]), "equal keys share a lane")
+        #expect(a != LaneKey.key(topic: "u", key: [1]), "topics are part of the lane")
         let readyA1 = scheduler.submit("a1", lane: a)
         let readyA2 = scheduler.submit("a2", lane: a)
         let readyB1 = scheduler.submit("b1", lane: b)
