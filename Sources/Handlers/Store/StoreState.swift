@@ -44,7 +44,7 @@ public final class StoreState: Sendable {
         }
     }
 
-    /// Counts an attempt; returns how many attempts this process made for the order so far.
+    /// Counts a payment attempt, refused or not.
     func attemptPayment() {
         self.state.withLock { $0.paymentAttempts += 1 }
     }
