@@ -86,7 +86,7 @@ struct DevCommand: AsyncParsableCommand {
         summary.cancel()
         timer.cancel()
         await producer.close()
-        try await self.printSummary(supervisor, admin: admin, produced: produced.value, final: true)
+        try await self.printSummary(supervisor, admin: admin, produced: produced.value)
         let customers = StoreState.shared.customers.sorted { $0.value.totalCents > $1.value.totalCents }.prefix(5)
         StandardOutput.write("order-stats, top customers by total:\n")
         for (customer, stats) in customers {
@@ -136,19 +136,40 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     private func summarize(_ supervisor: Supervisor, admin: KafkaAdmin, produced: Counter) async throws {
+        var previous: [String: Int] = [:]
+        var previousProduced = 0
         while !Task.isCancelled {
             try await Task.sleep(for: .seconds(self.every))
-            try await self.printSummary(supervisor, admin: admin, produced: produced.value, final: false)
+            let rates = Dictionary(uniqueKeysWithValues: supervisor.statistics.map { statistics in
+                (statistics.name, (statistics.handled - previous[statistics.name, default: 0]) / self.every)
+            })
+            previous = Dictionary(uniqueKeysWithValues: supervisor.statistics.map { ($0.name, $0.handled) })
+            let producedNow = produced.value
+            try await self.printSummary(
+                supervisor, admin: admin, produced: producedNow,
+                rates: rates, producedRate: (producedNow - previousProduced) / self.every
+            )
+            previousProduced = producedNow
         }
     }
 
-    private func printSummary(_ supervisor: Supervisor, admin: KafkaAdmin, produced: Int, final: Bool) async throws {
-        var lines = ["\(final ? "final" : "live"): \(produced) orders produced"]
+    /// Prints one summary; with `rates` (records per second per handler) while running, without at the end.
+    private func printSummary(
+        _ supervisor: Supervisor,
+        admin: KafkaAdmin,
+        produced: Int,
+        rates: [String: Int]? = nil,
+        producedRate: Int = 0
+    ) async throws {
+        var lines = [
+            rates == nil ? "final: \(produced) orders produced" : "live: \(produced) orders produced (\(producedRate)/s)",
+        ]
         for statistics in supervisor.statistics.sorted(by: { $0.name < $1.name }) {
             let lag = (try? await admin.lag(group: statistics.group, topic: OrderCreated.topic))?.values.reduce(0, +)
+            let rate = rates?[statistics.name].map { " (\($0)/s)" } ?? ""
             lines.append(
                 "  \(statistics.name.padding(toLength: 12, withPad: " ", startingAt: 0))"
-                    + " handled \(statistics.handled)  in flight \(statistics.inFlight)"
+                    + " handled \(statistics.handled)\(rate)  in flight \(statistics.inFlight)"
                     + "  failed attempts \(statistics.failedAttempts)  lag \(lag.map(String.init) ?? "?")"
             )
         }
