@@ -15,7 +15,7 @@ struct LedgerFileHandler: Handler {
     init() {
         let environment = ProcessInfo.processInfo.environment
         let path = environment["LEDGER_FILE"] ?? "/dev/null"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         self.file = FileHandle(forWritingAtPath: path)
         self.delay = .milliseconds(Int(environment["LEDGER_DELAY_MS"] ?? "1") ?? 1)
     }
