@@ -294,8 +294,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private func drain(_ partitions: [TopicPartition]) {
         let semaphore = DispatchSemaphore(value: 0)
         let timeout = self.state.withLock { $0.isShuttingDown } ? Duration.zero : self.configuration.drainTimeout
-        let deadline = DispatchTime.now() + .nanoseconds(Int(timeout.components.seconds) * 1_000_000_000
-            + Int(timeout.components.attoseconds / 1_000_000_000))
+        let deadline = DispatchTime.now() + .milliseconds(timeout.wholeMilliseconds)
         while true {
             let remaining = self.state.withLock { state in
                 let remaining = partitions.reduce(0) { $0 + state.tracker.inFlight($1) }

@@ -99,8 +99,7 @@ extension RuntimeConfiguration {
         }
 
         private mutating func milliseconds(_ key: String, _ fallback: Duration) -> Duration {
-            let fallbackMilliseconds = Int(fallback.components.seconds * 1000)
-            return .milliseconds(self.integer(key, fallbackMilliseconds, 1...86_400_000))
+            .milliseconds(self.integer(key, fallback.wholeMilliseconds, 1...86_400_000))
         }
 
         private mutating func choice<Value: RawRepresentable & CaseIterable>(

@@ -77,8 +77,7 @@ public struct RuntimeConfiguration: Sendable {
         configuration.assignmentStrategy = self.assignmentStrategy
         // Offsets are stored only for finished records; librdkafka commits what was stored on its timer.
         try configuration.set("enable.auto.commit", "true")
-        try configuration.set("auto.commit.interval.ms", String(Int(self.commitInterval.components.seconds * 1000
-            + self.commitInterval.components.attoseconds / 1_000_000_000_000_000)))
+        try configuration.set("auto.commit.interval.ms", String(self.commitInterval.wholeMilliseconds))
         for (name, value) in handler.properties.sorted(by: { $0.key < $1.key }) {
             try configuration.set(name, value)
         }

@@ -33,16 +33,9 @@ public final class RecordCollector: KafkaConsumerDelegate {
     public let log = AwaitableState(Log())
     /// Whether each record's offset is stored when it arrives.
     public let storesOffsets: Bool
-    /// Called on the poll thread before partitions are released, after the offsets were committed.
-    private let onRevoke: (@Sendable (KafkaConsumerControl, [TopicPartition]) -> Void)?
-
     /// Creates a collector.
-    public init(
-        storesOffsets: Bool = true,
-        onRevoke: (@Sendable (KafkaConsumerControl, [TopicPartition]) -> Void)? = nil
-    ) {
+    public init(storesOffsets: Bool = true) {
         self.storesOffsets = storesOffsets
-        self.onRevoke = onRevoke
     }
 
     public func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
@@ -71,7 +64,6 @@ public final class RecordCollector: KafkaConsumerDelegate {
         } catch let error as KafkaError {
             self.log.update { $0.errors.append(error) }
         } catch {}
-        self.onRevoke?(control, partitions)
         self.log.update { log in
             log.revocations.append((partitions, stillAssigned))
             log.assignment.subtract(partitions)

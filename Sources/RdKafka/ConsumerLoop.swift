@@ -281,19 +281,6 @@ final class ConsumerLoop: @unchecked Sendable {
         }
     }
 
-    func committed(_ partitions: some Collection<TopicPartition>, timeout: Duration) throws -> [TopicPartition: Int64?] {
-        let list = PartitionList(partitions)
-        let result = rd_kafka_committed(self.client.pointer, list.pointer, timeout.milliseconds)
-        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError.translate(result, context: "read committed offsets of \(Array(partitions))")
-        }
-        var offsets: [TopicPartition: Int64?] = [:]
-        for (entry, _) in list.entries {
-            offsets[entry.topicPartition] = entry.offset >= 0 ? entry.offset : nil
-        }
-        return offsets
-    }
-
     func subscribe(_ topics: [String]) throws {
         try self.client.waitForBrokers()
         let list = PartitionList(topics.map { TopicPartition($0, conveyor_partition_unassigned()) })

@@ -45,13 +45,4 @@ public struct KafkaConsumerControl {
     public func commitAsynchronously() throws {
         try self.loop.commit(asynchronously: true)
     }
-
-    /// The offsets the group has committed for `partitions` (the next record to consume); `nil` where nothing
-    /// is committed. Asks the group coordinator, waiting up to `timeout`.
-    public func committed(
-        _ partitions: some Collection<TopicPartition>,
-        timeout: Duration = .seconds(10)
-    ) throws -> [TopicPartition: Int64?] {
-        try self.loop.committed(partitions, timeout: timeout)
-    }
 }

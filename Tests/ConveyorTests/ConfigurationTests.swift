@@ -55,6 +55,26 @@ struct RuntimeConfigurationTests {
         #expect(b.properties == ["max.poll.interval.ms": "600000"])
     }
 
+    @Test("Keys left out keep their documented defaults, sub-second ones included")
+    func defaults() async throws {
+        let configuration = try RuntimeConfiguration(reader: try await self.reader(yaml: """
+            kafka:
+              bootstrap_servers: "127.0.0.1:1234"
+            handlers:
+              enabled: [a]
+            """))
+        let defaults = RuntimeConfiguration(bootstrapServers: "127.0.0.1:1234")
+        #expect(configuration.retryBackoff == .milliseconds(100))
+        #expect(configuration.retryBackoff == defaults.retryBackoff)
+        #expect(configuration.maxRetryBackoff == defaults.maxRetryBackoff)
+        #expect(configuration.commitInterval == defaults.commitInterval)
+        #expect(configuration.drainTimeout == defaults.drainTimeout)
+        #expect(configuration.shutdownTimeout == defaults.shutdownTimeout)
+        #expect(configuration.sessionTimeout == defaults.sessionTimeout)
+        #expect(configuration.maxInFlightRecords == defaults.maxInFlightRecords)
+        #expect(configuration.concurrency == defaults.concurrency)
+    }
+
     @Test("Every problem is reported with its key path")
     func problems() async throws {
         let reader = try await self.reader(yaml: """
