@@ -28,7 +28,7 @@ private final class Cluster: Sendable {
     let directory: String
     let config: String
 
-    init(partitions: Int, concurrency: Int = 16, maxInFlight: Int = 10_000) async throws {
+    init(partitions: Int, concurrency: Int = 16, maxInFlight: Int = 10_000, shutdownMilliseconds: Int = 20_000) async throws {
         self.broker = try ChildProcess(["broker", "--topic", "ledger:\(partitions)", "--log-level", "warning"])
         self.bootstrap = try #require(try await self.broker.lines.wait(for: "bootstrap line") { !$0.isEmpty }.first)
         self.directory = NSTemporaryDirectory() + "conveyor-e2e-\(UUID().uuidString)"
@@ -45,7 +45,7 @@ private final class Cluster: Sendable {
             backpressure:
               max_in_flight_records: \(maxInFlight)
             shutdown:
-              timeout_ms: 20000
+              timeout_ms: \(shutdownMilliseconds)
             handlers:
               enabled: [ledger]
             """.write(toFile: self.config, atomically: true, encoding: .utf8)
@@ -175,6 +175,36 @@ struct WorkerProcessTests {
         #expect(try await second.waitForExit() == 0)
         let again = Set(handledFirst.map(\.value)).intersection(ledger(secondLedger).map(\.value))
         #expect(again.isEmpty, "redelivered after a clean stop: \(again.prefix(10))")
+        try await cluster.stop()
+    }
+
+    @Test("Past the shutdown timeout: exit 3, every abandoned record listed, none committed, all redelivered")
+    func shutdownTimeout() async throws {
+        let cluster = try await Cluster(partitions: 2, concurrency: 4, shutdownMilliseconds: 1_000)
+        try await cluster.produce(100, partitions: 2)
+        // Each record takes 3 s: once the first four are done, the next four are mid-flight and the rest wait.
+        let (first, firstLedger) = try cluster.worker("first", delayMilliseconds: 3_000)
+        try await cluster.waitForLedger(firstLedger, atLeast: 4)
+        first.signal()
+        #expect(try await first.waitForExit() == 3)
+        let handled = ledger(firstLedger)
+        let abandoned = first.lines.value.filter { $0.hasPrefix("abandoned ") }
+        #expect(abandoned.count == 100 - handled.count, "every unfinished record is listed")
+
+        // Nothing abandoned was committed: per partition, the committed offset is at most the first abandoned one.
+        let committed = try await cluster.committed(partitions: 2)
+        let handledOffsets = Set(handled.map { "\($0.partition)/\($0.offset)" })
+        for (partition, offset) in committed {
+            for below in 0..<(offset ?? 0) {
+                #expect(handledOffsets.contains("\(partition.partition)/\(below)"), "\(partition)@\(below) committed unhandled")
+            }
+        }
+
+        let (second, secondLedger) = try cluster.worker("second", delayMilliseconds: 1)
+        try await cluster.waitForAll(100, in: [firstLedger, secondLedger])
+        second.signal()
+        #expect(try await second.waitForExit() == 0)
+        #expect(Set((handled + ledger(secondLedger)).map(\.value)) == Set((0..<100).map { "v\($0)" }))
         try await cluster.stop()
     }
 
