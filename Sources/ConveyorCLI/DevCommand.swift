@@ -175,6 +175,8 @@ struct DevCommand: AsyncParsableCommand {
         }
         lines.append(
             "  shipments requested \(StoreState.shared.shipments), payments charged \(StoreState.shared.charged.count)"
+                + " of \(StoreState.shared.paymentAttempts) attempts"
+                + ", units reserved \(StoreState.shared.reserved.values.reduce(0, +))"
         )
         StandardOutput.write(lines.joined(separator: "\n") + "\n")
     }
