@@ -3,23 +3,20 @@ import RdKafka
 
 /// What a handler gets with each record besides the record itself.
 public struct HandlerContext: Sendable {
-    private let handlerLogger: Logger
+    private let environment: HandlerEnvironment
     private let record: Record
     /// The attempt number for this record, from 1.
     public let attempt: Int
-    /// The producer for follow-up events, shared by the process.
-    private let producer: KafkaProducer
 
-    init(logger: Logger, record: Record, attempt: Int, producer: KafkaProducer) {
-        self.handlerLogger = logger
+    init(environment: HandlerEnvironment, record: Record, attempt: Int) {
+        self.environment = environment
         self.record = record
         self.attempt = attempt
-        self.producer = producer
     }
 
     /// A logger whose metadata names the handler and the record (`topic[partition]@offset`).
     public var logger: Logger {
-        var logger = self.handlerLogger
+        var logger = self.environment.logger
         logger[metadataKey: "record"] = "\(self.record.position)"
         return logger
     }
@@ -32,6 +29,20 @@ public struct HandlerContext: Sendable {
         value: [UInt8]?,
         headers: [KafkaHeader] = []
     ) async throws -> KafkaDeliveryReport {
-        try await self.producer.send(KafkaProducerMessage(topic: topic, key: key, value: value, headers: headers))
+        try await self.environment.producer.send(
+            KafkaProducerMessage(topic: topic, key: key, value: value, headers: headers)
+        )
+    }
+}
+
+/// What every record of one handler shares: its logger and the process's producer (one reference per context,
+/// not one per part).
+final class HandlerEnvironment: Sendable {
+    let logger: Logger
+    let producer: KafkaProducer
+
+    init(logger: Logger, producer: KafkaProducer) {
+        self.logger = logger
+        self.producer = producer
     }
 }

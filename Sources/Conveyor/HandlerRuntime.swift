@@ -17,13 +17,14 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var drainSignal: DispatchSemaphore?
         /// Waiting for `inFlight` to reach zero (shutdown).
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
-        var nextSingleLane: UInt64 = 0
         var isShuttingDown = false
         /// Records abandoned at a drain or shutdown deadline.
         var abandoned: [TopicPartitionOffset] = []
         var consumer: KafkaConsumer?
         var handled = 0
         var failedAttempts = 0
+        /// The completion buffers of lane runs in progress.
+        var runningBuffers: [ObjectIdentifier: CompletionBuffer] = [:]
     }
 
     let handler: any Handler
@@ -34,6 +35,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let producer: KafkaProducer
     private let logger: Logger
     private let state = Mutex(State())
+    /// The lane of each record; used by the poll thread only, so never contended.
+    private let lanes: Mutex<LaneAssignment>
+    private let environment: HandlerEnvironment
+    /// Counts revocations and losses, so that a worker notices one without taking the lock per record.
+    private let revocations = Atomic<Int>(0)
 
     init(
         handler: any Handler,
@@ -53,6 +59,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var logger = logger
         logger[metadataKey: "handler"] = "\(settings.name)"
         self.logger = logger
+        self.lanes = Mutex(LaneAssignment(ordering: settings.ordering, pool: pool))
+        self.environment = HandlerEnvironment(logger: self.logger, producer: producer)
     }
 
     /// The topics this runtime subscribes to.
@@ -84,6 +92,13 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { $0.consumer = consumer }
         defer { self.state.withLock { $0.consumer = nil } }
         self.budget.onResume { [weak self] in self?.resumeAfterBudget() }
+        let collector = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.collectInterval)
+                self.collectCompletions()
+            }
+        }
+        defer { collector.cancel() }
         try await consumer.subscribe(self.topics)
         self.logger.info("Handler started", metadata: ["topics": "\(self.topics)", "group": "\(self.settings.groupID)"])
 
@@ -143,35 +158,56 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     // MARK: - Dispatch (poll thread)
 
-    func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
-        var items: [(LaneKey, WorkerPool.Work)] = []
-        items.reserveCapacity(records.count)
-        var bytes = 0
-        self.state.withLock { state in
-            for record in records {
-                guard let epoch = state.tracker.dispatch(record.topicPartition, offset: record.offset) else { continue }
-                items.append((self.lane(for: record, in: &state), { await self.process(record, epoch: epoch) }))
-                bytes += record.byteCount
-            }
-            state.inFlight += items.count
-        }
-        let mustPause = self.budget.add(records: items.count, bytes: bytes)
-        self.pool.submit(items)
-        if mustPause || self.budget.isPaused {
-            self.pauseForBudget(control, control.assignment)
-        }
+    /// A record handed to the pool, with the ticket that finishes it.
+    private struct Job: Sendable {
+        let record: KafkaRecord
+        let ticket: OffsetTracker.Ticket
     }
 
-    private func lane(for record: KafkaRecord, in state: inout State) -> LaneKey {
-        switch self.settings.ordering {
-        case .key:
-            guard let key = record.key else { return .partition(record.topicPartition) }
-            return .key(topic: record.topic, key: key)
-        case .partition:
-            return .partition(record.topicPartition)
-        case .none:
-            state.nextSingleLane += 1
-            return .single(state.nextSingleLane)
+    func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
+        // Only the tracker needs the lock; lanes and jobs are built outside it, so that workers finishing
+        // records wait as little as possible.
+        var count = 0
+        var bytes = 0
+        let tickets: [OffsetTracker.Ticket?] = self.state.withLock { state in
+            let tickets = records.map {
+                state.tracker.dispatch(topic: $0.topic, partition: $0.partition, offset: $0.offset)
+            }
+            for (record, ticket) in zip(records, tickets) where ticket != nil {
+                count += 1
+                bytes += record.byteCount
+            }
+            state.inFlight += count
+            return tickets
+        }
+        // Lanes first, then each lane's jobs in an array of the right size (no growth while appending).
+        var laneOfRecord = [Int](repeating: -1, count: records.count)
+        var laneSizes = [Int](repeating: 0, count: self.pool.concurrency)
+        self.lanes.withLock { assignment in
+            for index in records.indices where tickets[index] != nil {
+                let lane = assignment.lane(for: records[index])
+                laneOfRecord[index] = lane
+                laneSizes[lane] += 1
+            }
+        }
+        var lanes = laneSizes.map { size in
+            var jobs: [Job] = []
+            jobs.reserveCapacity(size)
+            return jobs
+        }
+        for index in records.indices {
+            if let ticket = tickets[index] {
+                lanes[laneOfRecord[index]].append(Job(record: records[index], ticket: ticket))
+            }
+        }
+        let mustPause = self.budget.add(records: count, bytes: bytes)
+        // Revocations happen on this thread too, so this is the count the records were dispatched under.
+        let revocations = self.revocations.load(ordering: .relaxed)
+        for (lane, jobs) in lanes.enumerated() where !jobs.isEmpty {
+            self.pool.submit(lane: lane) { await self.run(jobs, dispatchedAfter: revocations) }
+        }
+        if mustPause || self.budget.isPaused {
+            self.pauseForBudget(control, control.assignment)
         }
     }
 
@@ -206,51 +242,97 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     // MARK: - Processing (worker pool)
 
-    private func process(_ kafkaRecord: KafkaRecord, epoch: OffsetTracker.Epoch) async {
-        let partition = kafkaRecord.topicPartition
-        let record = Record(kafkaRecord)
-        var attempt = 1
-        var backoff = self.configuration.retryBackoff
-        var handled = false
-        while self.isCurrent(partition, epoch: epoch) {
-            let context = HandlerContext(logger: self.logger, record: record, attempt: attempt, producer: self.producer)
-            do {
-                try await self.handler.handle(record, context: context)
-                handled = true
-                break
-            } catch {
-                self.state.withLock { $0.failedAttempts += 1 }
-                context.logger.warning("Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, self.configuration.maxRetryBackoff)
-                attempt += 1
+    /// Runs a lane's records of one batch, one after another, reporting completions in groups. `revocations` is
+    /// the revocation count when they were dispatched: while it has not moved, their partitions are still theirs.
+    private func run(_ jobs: [Job], dispatchedAfter revocations: Int) async {
+        let buffer = CompletionBuffer()
+        let key = ObjectIdentifier(buffer)
+        self.state.withLock { $0.runningBuffers[key] = buffer }
+        for index in jobs.indices {
+            let ticket = jobs[index].ticket
+            let live = self.revocations.load(ordering: .acquiring) == revocations || self.isCurrent(ticket.epoch)
+            var handled = false
+            if live {
+                let record = Record(jobs[index].record)
+                do {
+                    try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: 1))
+                    handled = true
+                } catch {
+                    // Completions gathered so far are reported before the retries wait, so that a failing record
+                    // does not hold back the offsets of the records before it.
+                    self.finish(buffer.takeAll())
+                    handled = await self.retry(record, ticket: ticket, after: error)
+                }
+            }
+            let waiting = buffer.append(Completion(ticket: ticket, bytes: jobs[index].record.byteCount, handled: handled))
+            if waiting >= Self.completionGroup {
+                self.finish(buffer.takeAll())
             }
         }
-        self.complete(partition, offset: kafkaRecord.offset, epoch: epoch, bytes: kafkaRecord.byteCount, handled: handled)
+        self.state.withLock { $0.runningBuffers[key] = nil }
+        self.finish(buffer.takeAll())
     }
 
-    private func isCurrent(_ partition: TopicPartition, epoch: OffsetTracker.Epoch) -> Bool {
-        self.state.withLock { $0.tracker.epoch(of: partition) == epoch }
+    /// Completions reported under one lock.
+    private static let completionGroup = 256
+
+    /// How often the collector reports the completions of runs still in progress.
+    private static let collectInterval = Duration.milliseconds(10)
+
+    /// Reports the completions waiting in runs still in progress (their workers may be in a long handler call).
+    private func collectCompletions() {
+        let buffers = self.state.withLock { Array($0.runningBuffers.values) }
+        for buffer in buffers {
+            self.finish(buffer.takeAll())
+        }
     }
 
-    private func complete(
-        _ partition: TopicPartition,
-        offset: Int64,
-        epoch: OffsetTracker.Epoch,
-        bytes: Int,
-        handled: Bool
-    ) {
+    /// Retries a record that failed its first attempt until it succeeds or its partition is gone; `true` if
+    /// handled.
+    private func retry(_ record: Record, ticket: OffsetTracker.Ticket, after firstError: any Error) async -> Bool {
+        var error = firstError
+        var attempt = 1
+        var backoff = self.configuration.retryBackoff
+        while true {
+            self.state.withLock { $0.failedAttempts += 1 }
+            HandlerContext(environment: self.environment, record: record, attempt: attempt).logger.warning(
+                "Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"]
+            )
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, self.configuration.maxRetryBackoff)
+            attempt += 1
+            guard self.isCurrent(ticket.epoch) else { return false }
+            do {
+                try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
+                return true
+            } catch let next {
+                error = next
+            }
+        }
+    }
+
+    private func isCurrent(_ epoch: OffsetTracker.Epoch) -> Bool {
+        self.state.withLock { $0.tracker.isCurrent(epoch) }
+    }
+
+    /// Reports finished records to the tracker, the counters and the budget.
+    private func finish(_ completions: [Completion]) {
+        guard !completions.isEmpty else { return }
+        var bytes = 0
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
-            state.tracker.finish(partition, offset: offset, epoch: epoch)
-            state.handled += handled ? 1 : 0
-            state.inFlight -= 1
+            for completion in completions {
+                state.tracker.finish(completion.ticket)
+                state.handled += completion.handled ? 1 : 0
+                bytes += completion.bytes
+            }
+            state.inFlight -= completions.count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }
             return (state.drainSignal, state.idleWaiters)
         }
         signal?.signal()
         idle.forEach { $0.resume() }
-        self.budget.remove(records: 1, bytes: bytes)
+        self.budget.remove(records: completions.count, bytes: bytes)
     }
 
     // MARK: - Rebalance (poll thread)
@@ -308,6 +390,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Stops tracking partitions and logs the records abandoned in them.
     private func release(_ partitions: [TopicPartition], reason: String) {
+        self.revocations.add(1, ordering: .releasing)
         let abandoned: [TopicPartitionOffset] = self.state.withLock { state in
             state.pausedForBudget.subtract(partitions)
             let abandoned = partitions.flatMap { partition in

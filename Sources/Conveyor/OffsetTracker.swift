@@ -4,73 +4,133 @@ import RdKafka
 /// prefix of finished records. Nothing is ever committable past a record that is not finished.
 ///
 /// Records are registered in offset order per partition (the order the poll thread reads them) and may finish
-/// in any order. Every assignment of a partition gets a new epoch; a completion tagged with an older epoch (its
-/// partition was revoked meanwhile, maybe re-assigned) is ignored.
-struct OffsetTracker {
+/// in any order. Each registered record gets a ``Ticket``: the partition's assignment epoch and the record's
+/// sequence number in it, so that finishing a record costs no search. Every assignment of a partition gets a new
+/// epoch; a completion tagged with an older epoch (its partition was revoked meanwhile, maybe re-assigned) is
+/// ignored.
+///
+/// A class, not a struct: it lives inside its runtime's `Mutex` and is only ever used under that lock, and the
+/// most recently used partition is cached so that a run of records of one partition costs one dictionary lookup.
+final class OffsetTracker {
     /// The epoch a record was dispatched under.
     typealias Epoch = UInt64
 
-    private struct Partition {
+    /// What a dispatched record needs to be finished.
+    struct Ticket: Hashable, Sendable {
+        /// The assignment epoch of the record's partition when it was dispatched.
+        var epoch: Epoch
+        /// The record's position among the records dispatched in that epoch, from 0.
+        var sequence: Int
+    }
+
+    private final class Partition {
         let epoch: Epoch
-        /// Offsets dispatched and not yet passed by the committable watermark, ascending, from `head`.
+        /// Offsets dispatched and not yet passed by the committable watermark, ascending, from `head`; `finished`
+        /// runs beside it. `base` is the sequence number of `offsets[0]`.
         var offsets: [Int64] = []
+        var finished: [Bool] = []
+        var base = 0
         var head = 0
-        /// Finished offsets at or after `offsets[head]`.
-        var finished: Set<Int64> = []
         /// The next offset to commit: the first unfinished record, or one past the last dispatched record.
         var committable: Int64?
         /// The offset last handed out by ``OffsetTracker/takeCommittable()``.
         var taken: Int64?
 
-        mutating func dispatch(_ offset: Int64) -> Epoch? {
+        init(epoch: Epoch) {
+            self.epoch = epoch
+        }
+
+        func dispatch(_ offset: Int64) -> Ticket? {
             if let last = self.offsets.last ?? self.committable.map({ $0 - 1 }), offset <= last {
                 return nil
             }
             self.offsets.append(offset)
-            return self.epoch
+            self.finished.append(false)
+            return Ticket(epoch: self.epoch, sequence: self.base + self.offsets.count - 1)
         }
 
-        mutating func finish(_ offset: Int64, epoch: Epoch) -> Bool {
-            guard self.epoch == epoch else { return false }
-            self.finished.insert(offset)
-            self.advance()
+        func finish(_ ticket: Ticket) -> Bool {
+            let index = ticket.sequence - self.base
+            guard ticket.epoch == self.epoch, index >= self.head, index < self.offsets.count else { return false }
+            self.finished[index] = true
+            if index == self.head {
+                self.advance()
+            }
             return true
         }
 
-        mutating func advance() {
-            while self.head < self.offsets.count, self.finished.remove(self.offsets[self.head]) != nil {
+        private func advance() {
+            while self.head < self.offsets.count, self.finished[self.head] {
                 self.committable = self.offsets[self.head] + 1
                 self.head += 1
             }
             if self.head == self.offsets.count {
+                self.base += self.head
                 self.offsets.removeAll(keepingCapacity: true)
+                self.finished.removeAll(keepingCapacity: true)
                 self.head = 0
             } else if self.head > 4096, self.head * 2 > self.offsets.count {
+                self.base += self.head
                 self.offsets.removeFirst(self.head)
+                self.finished.removeFirst(self.head)
                 self.head = 0
             }
         }
 
         var inFlight: Int { self.offsets.count - self.head }
+
+        var unfinished: [Int64] {
+            (self.head..<self.offsets.count).filter { !self.finished[$0] }.map { self.offsets[$0] }
+        }
     }
 
     private var partitions: [TopicPartition: Partition] = [:]
+    /// The assigned partitions by epoch (epochs are unique over all partitions), for finishing by ticket.
+    private var byEpoch: [Epoch: Partition] = [:]
     private var nextEpoch: Epoch = 1
+    /// The partition used last, to skip the lookup for runs of records of one partition.
+    private var recent: (topic: String, partition: Int32, state: Partition)?
+    /// The partition finished last.
+    private var recentlyFinished: Partition?
+
+    init() {}
+
+    private func partition(topic: String, partition: Int32) -> Partition? {
+        if let recent = self.recent, recent.partition == partition, recent.topic == topic {
+            return recent.state
+        }
+        guard let state = self.partitions[TopicPartition(topic, partition)] else { return nil }
+        self.recent = (topic, partition, state)
+        return state
+    }
 
     /// Starts tracking a newly assigned partition; returns its epoch.
     @discardableResult
-    mutating func assign(_ partition: TopicPartition) -> Epoch {
+    func assign(_ partition: TopicPartition) -> Epoch {
         defer { self.nextEpoch += 1 }
-        self.partitions[partition] = Partition(epoch: self.nextEpoch)
-        return self.nextEpoch
+        self.forgetRecent()
+        if let previous = self.partitions[partition] {
+            self.byEpoch[previous.epoch] = nil
+        }
+        let state = Partition(epoch: self.nextEpoch)
+        self.partitions[partition] = state
+        self.byEpoch[state.epoch] = state
+        return state.epoch
     }
 
     /// Stops tracking a revoked partition; later completions for it are ignored. Returns the offsets that
     /// were dispatched and not finished (abandoned), ascending.
     @discardableResult
-    mutating func revoke(_ partition: TopicPartition) -> [Int64] {
+    func revoke(_ partition: TopicPartition) -> [Int64] {
+        self.forgetRecent()
         guard let state = self.partitions.removeValue(forKey: partition) else { return [] }
-        return state.offsets[state.head...].filter { !state.finished.contains($0) }
+        self.byEpoch[state.epoch] = nil
+        return state.unfinished
+    }
+
+    private func forgetRecent() {
+        self.recent = nil
+        self.recentlyFinished = nil
     }
 
     /// The current epoch of a partition, if it is assigned.
@@ -78,18 +138,32 @@ struct OffsetTracker {
         self.partitions[partition]?.epoch
     }
 
-    /// Registers a record handed to the worker pool. Returns its epoch, or `nil` if the record must not run:
+    /// Whether `epoch` is the current assignment of its partition.
+    func isCurrent(_ epoch: Epoch) -> Bool {
+        self.byEpoch[epoch] != nil
+    }
+
+    /// Registers a record handed to the worker pool. Returns its ticket, or `nil` if the record must not run:
     /// its partition is not assigned, or its offset is not past the last dispatched one (a redelivery of a record
     /// already in hand).
-    mutating func dispatch(_ partition: TopicPartition, offset: Int64) -> Epoch? {
-        // Mutated in place (through the dictionary's `_modify`), never copied: the arrays can be large.
-        self.partitions[partition]?.dispatch(offset)
+    func dispatch(topic: String, partition: Int32, offset: Int64) -> Ticket? {
+        self.partition(topic: topic, partition: partition)?.dispatch(offset)
+    }
+
+    /// See ``dispatch(topic:partition:offset:)``.
+    func dispatch(_ partition: TopicPartition, offset: Int64) -> Ticket? {
+        self.dispatch(topic: partition.topic, partition: partition.partition, offset: offset)
     }
 
     /// Marks a record finished (handled, dead-lettered or skipped). Returns `false` if its epoch is stale.
     @discardableResult
-    mutating func finish(_ partition: TopicPartition, offset: Int64, epoch: Epoch) -> Bool {
-        self.partitions[partition]?.finish(offset, epoch: epoch) ?? false
+    func finish(_ ticket: Ticket) -> Bool {
+        if let recent = self.recentlyFinished, recent.epoch == ticket.epoch {
+            return recent.finish(ticket)
+        }
+        guard let state = self.byEpoch[ticket.epoch] else { return false }
+        self.recentlyFinished = state
+        return state.finish(ticket)
     }
 
     /// Records dispatched and not finished, per partition.
@@ -98,20 +172,20 @@ struct OffsetTracker {
     }
 
     /// The committable offset of each partition that moved since the last call, and marks them taken.
-    mutating func takeCommittable() -> [TopicPartitionOffset] {
+    func takeCommittable() -> [TopicPartitionOffset] {
         var result: [TopicPartitionOffset] = []
-        for (partition, state) in self.partitions {
-            guard let offset = state.committable, offset != state.taken else { continue }
-            result.append(TopicPartitionOffset(partition, offset: offset))
-            self.partitions[partition]?.taken = offset
+        for (topicPartition, partition) in self.partitions {
+            guard let offset = partition.committable, offset != partition.taken else { continue }
+            result.append(TopicPartitionOffset(topicPartition, offset: offset))
+            partition.taken = offset
         }
         return result
     }
 
     /// The committable offsets of `partitions`, whether or not they moved.
     func committable(_ partitions: some Sequence<TopicPartition>) -> [TopicPartitionOffset] {
-        partitions.compactMap { partition in
-            self.partitions[partition]?.committable.map { TopicPartitionOffset(partition, offset: $0) }
+        partitions.compactMap { topicPartition in
+            self.partitions[topicPartition]?.committable.map { TopicPartitionOffset(topicPartition, offset: $0) }
         }
     }
 }

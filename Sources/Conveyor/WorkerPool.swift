@@ -31,92 +31,117 @@ final class DispatchTaskExecutor: TaskExecutor {
     }
 }
 
-/// The worker pool: `concurrency` workers on Dispatch run submitted work lane by lane (see ``LaneScheduler``).
+/// The worker pool: `concurrency` lanes, each worked by one long-lived task on a ``DispatchTaskExecutor``.
 ///
-/// Workers are long-lived tasks on a ``DispatchTaskExecutor``; submitting work never blocks, and a worker with
-/// nothing to do suspends until work arrives.
+/// A lane runs its work one item after another, in the order it was submitted; different lanes run in parallel.
+/// A handler's runtime maps each record to a lane by its ordering key (see ``LaneAssignment``), so records of one
+/// key keep their order while other keys run beside them, and hands a lane all its records of a poll batch as one
+/// item, so that the pool costs a lock and a closure per lane and batch, not per record. Submitting never blocks;
+/// a worker with nothing to do suspends until work arrives.
 final class WorkerPool: Sendable {
-    /// A unit of work: one record through its handler, including retries.
+    /// A unit of work: usually a run of records of one lane.
     typealias Work = @Sendable () async -> Void
 
-    private struct State {
-        var scheduler = LaneScheduler<Work>()
-        var idle: [CheckedContinuation<Bool, Never>] = []
-        var isStopped = false
-    }
-
-    /// The number of workers.
+    /// The number of lanes, which is also the most items running at once.
     let concurrency: Int
-    private let state = Mutex(State())
+    private let lanes: [WorkerLane]
     private let executor: DispatchTaskExecutor
+    private let nextLaneCounter = Atomic<Int>(0)
 
     /// Starts `concurrency` workers on `threads` Dispatch threads.
     init(concurrency: Int, threads: Int = System.coreCount, label: String) {
-        self.concurrency = concurrency
+        self.concurrency = max(1, concurrency)
+        self.lanes = (0..<self.concurrency).map { _ in WorkerLane() }
         self.executor = DispatchTaskExecutor(label: label, threads: threads)
-        for _ in 0..<concurrency {
-            Task(executorPreference: self.executor) { [self] in await self.work() }
-        }
-    }
-
-    /// Queues `work` on `lane`.
-    func submit(_ work: @escaping Work, lane: LaneKey) {
-        self.submit(CollectionOfOne((lane, work)))
-    }
-
-    /// Queues several items at once (one lock for a whole poll batch).
-    func submit(_ items: some Collection<(LaneKey, Work)>) {
-        let wake: [CheckedContinuation<Bool, Never>] = self.state.withLock { state in
-            var becameReady = 0
-            for (lane, work) in items where state.scheduler.submit(work, lane: lane) {
-                becameReady += 1
+        for lane in self.lanes {
+            Task {
+                while let items = await lane.take() {
+                    for item in items {
+                        await item()
+                    }
+                }
             }
-            let count = min(becameReady, state.idle.count)
-            defer { state.idle.removeLast(count) }
-            return Array(state.idle.suffix(count))
         }
-        wake.forEach { $0.resume(returning: true) }
     }
 
-    /// Stops the workers once they are idle; queued work that has not started is dropped.
+    /// Queues `work` on lane `lane` (taken modulo the lane count).
+    func submit(lane: Int, _ work: @escaping Work) {
+        self.lanes[lane % self.concurrency].push(work)
+    }
+
+    /// A lane for a new ordering domain (a partition), round robin over the pool, so that partitions of every
+    /// handler spread evenly.
+    func nextLane() -> Int {
+        self.nextLaneCounter.add(1, ordering: .relaxed).oldValue % self.concurrency
+    }
+
+    /// Stops the workers once their current item finished; queued work that has not started is dropped.
     func stop() {
-        let idle = self.state.withLock { state in
-            state.isStopped = true
-            defer { state.idle.removeAll() }
-            return state.idle
+        for lane in self.lanes {
+            lane.stop()
         }
-        idle.forEach { $0.resume(returning: false) }
+    }
+}
+
+/// The queue of one lane of the ``WorkerPool`` and the continuation of its worker while it waits for work.
+final class WorkerLane: Sendable {
+    private struct State {
+        var items: [WorkerPool.Work] = []
+        var waiter: CheckedContinuation<[WorkerPool.Work]?, Never>?
+        var isStopped = false
     }
 
-    private func work() async {
-        var finished: LaneKey?
-        while true {
-            let next: (LaneKey, Work)? = self.state.withLock { state in
-                if let lane = finished {
-                    state.scheduler.finish(lane)
-                }
-                return state.isStopped ? nil : state.scheduler.next()
+    private let state = Mutex(State())
+
+    /// Queues an item, waking the worker if it waits.
+    func push(_ work: @escaping WorkerPool.Work) {
+        let waiter: CheckedContinuation<[WorkerPool.Work]?, Never>? = self.state.withLock { state in
+            guard !state.isStopped else { return nil }
+            guard let waiter = state.waiter else {
+                state.items.append(work)
+                return nil
             }
-            finished = nil
-            if let (lane, work) = next {
-                await work()
-                finished = lane
-                continue
-            }
-            let keepGoing = await withCheckedContinuation { continuation in
-                let immediate: Bool? = self.state.withLock { state in
-                    if state.isStopped { return false }
-                    if state.scheduler.hasReadyLane { return true }
-                    state.idle.append(continuation)
-                    return nil
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: [work])
+    }
+
+    /// Everything queued, in order, waiting for at least one item; `nil` once stopped.
+    func take() async -> [WorkerPool.Work]? {
+        let ready: [WorkerPool.Work]?? = self.state.withLock { state in
+            if state.isStopped { return .some(nil) }
+            guard !state.items.isEmpty else { return nil }
+            defer { state.items.removeAll() }
+            return state.items
+        }
+        if let ready {
+            return ready
+        }
+        return await withCheckedContinuation { continuation in
+            let now: [WorkerPool.Work]?? = self.state.withLock { state in
+                if state.isStopped { return .some(nil) }
+                guard state.items.isEmpty else {
+                    defer { state.items.removeAll() }
+                    return state.items
                 }
-                if let immediate {
-                    continuation.resume(returning: immediate)
-                }
+                state.waiter = continuation
+                return nil
             }
-            if !keepGoing {
-                return
+            if let now {
+                continuation.resume(returning: now)
             }
         }
+    }
+
+    /// Drops queued items and ends the worker.
+    func stop() {
+        let waiter = self.state.withLock { state in
+            state.isStopped = true
+            state.items.removeAll()
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
     }
 }

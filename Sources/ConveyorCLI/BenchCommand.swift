@@ -39,6 +39,14 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Records of the W2 run (runtime with a 1 ms handler at concurrency 64); 0 skips it.")
     var ioRecords: Int = 20_000
 
+    @Option(
+        help: ArgumentHelp(
+            "Consumers to compare with raw (comma-separated): conveyor, conveyor+headers, runtime-noop.",
+            valueName: "modes"
+        )
+    )
+    var modes: String = "conveyor,conveyor+headers,runtime-noop"
+
     @Option(help: "Rounds; each runs every consumer once.")
     var rounds: Int = 3
 
@@ -51,6 +59,7 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        _ = try self.measuredModes()
         guard self.records > 0, self.partitions > 0, self.rounds > 0, self.valueSize >= 0 else {
             throw ValidationError("--records, --partitions and --rounds must be positive, --value-size not negative")
         }
@@ -74,7 +83,7 @@ struct BenchCommand: AsyncParsableCommand {
         print("consumer settings: \((Self.consumerDefaults + self.properties).joined(separator: " ")); runtime: its defaults"
             + (self.properties.isEmpty ? "" : " plus \(self.properties.joined(separator: " "))"))
 
-        let modes = [BenchConsumerCommand.Mode.raw, .conveyor, .conveyorHeaders, .runtimeNoop].map(\.rawValue)
+        let modes = try self.measuredModes().map(\.rawValue)
         var results: [String: [BenchResult]] = [:]
         for round in 1...self.rounds {
             // Rotate which consumer goes first, so that none always meets a cold or a warm broker.
@@ -105,6 +114,21 @@ struct BenchCommand: AsyncParsableCommand {
             )
             print("W2 runtime-io (1 ms per record, concurrency 64, \(self.ioRecords) records) " + io.summary)
         }
+    }
+
+    /// Raw first, then the `--modes` consumers.
+    private func measuredModes() throws -> [BenchConsumerCommand.Mode] {
+        let allowed: [BenchConsumerCommand.Mode] = [.conveyor, .conveyorHeaders, .runtimeNoop]
+        var modes: [BenchConsumerCommand.Mode] = [.raw]
+        for name in self.modes.split(separator: ",", omittingEmptySubsequences: true) {
+            guard let mode = BenchConsumerCommand.Mode(rawValue: String(name)), allowed.contains(mode) else {
+                throw ValidationError(
+                    "--modes: unknown consumer '\(name)'; choose from \(allowed.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            if !modes.contains(mode) { modes.append(mode) }
+        }
+        return modes
     }
 
     private func produce(to topic: String, on kafka: EmbeddedKafka, logger: Logger) async throws -> Double {

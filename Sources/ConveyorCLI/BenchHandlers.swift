@@ -2,11 +2,9 @@ import Conveyor
 import Synchronization
 
 /// Progress of the benchmark handlers in this process: records handled, and when the first and the target one
-/// finished.
+/// finished. Counting is one atomic add per record, so that the instrument does not weigh on what it measures.
 final class BenchProgress: Sendable {
-    private struct State {
-        var target = Int.max
-        var count = 0
+    private struct Times {
         var start: ContinuousClock.Instant?
         var end: ContinuousClock.Instant?
         var waiter: CheckedContinuation<(Int, Duration), Never>?
@@ -15,14 +13,16 @@ final class BenchProgress: Sendable {
     /// The progress the benchmark handlers report to.
     static let shared = BenchProgress()
 
-    private let state = Mutex(State())
+    private let target: Atomic<Int>
+    private let count = Atomic<Int>(0)
+    private let times = Mutex(Times())
 
     init(target: Int = .max) {
-        self.state.withLock { $0.target = target }
+        self.target = Atomic(target)
     }
 
     func setTarget(_ target: Int) {
-        self.state.withLock { $0.target = target }
+        self.target.store(target, ordering: .relaxed)
     }
 
     func recordHandled() {
@@ -31,14 +31,18 @@ final class BenchProgress: Sendable {
 
     /// Counts `records` more.
     func add(_ records: Int) {
+        let (before, after) = self.count.add(records, ordering: .relaxed)
+        let target = self.target.load(ordering: .relaxed)
+        let isFirst = before == 0
+        let reachesTarget = before < target && after >= target
+        guard isFirst || reachesTarget else { return }
         let now = ContinuousClock.now
-        let done: (CheckedContinuation<(Int, Duration), Never>, (Int, Duration))? = self.state.withLock { state in
-            state.count += records
-            state.start = state.start ?? now
-            guard state.count >= state.target, state.end == nil, let start = state.start else { return nil }
-            state.end = now
-            defer { state.waiter = nil }
-            return state.waiter.map { ($0, (state.count, now - start)) }
+        let done: (CheckedContinuation<(Int, Duration), Never>, (Int, Duration))? = self.times.withLock { times in
+            times.start = times.start.map { min($0, now) } ?? now
+            guard reachesTarget, let start = times.start else { return nil }
+            times.end = now
+            defer { times.waiter = nil }
+            return times.waiter.map { ($0, (after, now - start)) }
         }
         if let (waiter, value) = done {
             waiter.resume(returning: value)
@@ -48,12 +52,12 @@ final class BenchProgress: Sendable {
     /// Suspends until the target was reached; returns the count and the time from first to last record.
     func finished() async -> (Int, Duration) {
         await withCheckedContinuation { continuation in
-            let ready: (Int, Duration)? = self.state.withLock { state in
-                guard let start = state.start, let end = state.end else {
-                    state.waiter = continuation
+            let ready: (Int, Duration)? = self.times.withLock { times in
+                guard let start = times.start, let end = times.end else {
+                    times.waiter = continuation
                     return nil
                 }
-                return (state.count, end - start)
+                return (self.count.load(ordering: .relaxed), end - start)
             }
             if let ready { continuation.resume(returning: ready) }
         }

@@ -36,6 +36,10 @@ final class ConsumerLoop: @unchecked Sendable {
     /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
     private var topicNames: [OpaquePointer: String] = [:]
     private var isClosing = false
+    /// When the last full batch was read: the consumer was behind the fetchers then.
+    private var lastFullBatch: ContinuousClock.Instant?
+    /// Where the next fetcher wake-up starts in the assignment.
+    private var wakeCursor = 0
     private var isClosed = false
 
     init(client: KafkaClient, delegate: any KafkaConsumerDelegate, logger: Logger) {
@@ -83,10 +87,22 @@ final class ConsumerLoop: @unchecked Sendable {
     }
 
     private func pollBatch() {
-        guard let first = rd_kafka_consumer_poll(self.client.pointer, 100) else { return }
+        var first = rd_kafka_consumer_poll(self.client.pointer, 0)
+        if first == nil {
+            if let lastFull = self.lastFullBatch, ContinuousClock.now - lastFull < .milliseconds(100) {
+                // Behind a moment ago, dry now: the fetchers may have stopped at the prefetch queue's bound.
+                self.lastFullBatch = nil
+                self.wakeFetchers(self.nextFetchersToWake())
+            }
+            first = rd_kafka_consumer_poll(self.client.pointer, 100)
+        }
+        guard let first else { return }
         self.pending.append(first)
         while self.pending.count < self.batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
             self.pending.append(next)
+        }
+        if self.pending.count == self.batchSize {
+            self.lastFullBatch = ContinuousClock.now
         }
         let records = self.takeRecords()
         if !records.isEmpty {
@@ -242,20 +258,30 @@ final class ConsumerLoop: @unchecked Sendable {
         self.wakeFetchers(toResume)
     }
 
-    /// librdkafka 2.0.2 applies a resume on its main thread and does not wake the broker threads that fetch the
-    /// partitions, so fetching restarts only at their next periodic wake-up, up to a second later. A request to
-    /// the partition's leader (a watermark query, answered from the broker's memory) wakes its broker thread,
-    /// which then sees the partition fetchable again at once.
-    private func wakeFetchers(_ partitions: [TopicPartition]) {
-        let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(500)
+    /// Wakes the broker threads that fetch `partitions`.
+    ///
+    /// librdkafka 2.0.2 re-decides whether a partition may fetch only when its broker thread wakes up: on a
+    /// request, a response, or its periodic wake-up, up to a second later. Nothing wakes it when a resume is
+    /// applied, nor when the consumer drains a prefetch queue that had reached `queued.max.messages.kbytes`
+    /// (the queue bound is shared by every partition of the consumer, so all of them stop fetching at once). A
+    /// request to the partition's leader wakes its broker thread: a watermark query with a zero timeout sends
+    /// the request without waiting for the answer, which librdkafka discards.
+    private func wakeFetchers(_ partitions: some Sequence<TopicPartition>) {
         var low: Int64 = 0
         var high: Int64 = 0
-        for partition in partitions where clock.now < deadline {
-            _ = rd_kafka_query_watermark_offsets(
-                self.client.pointer, partition.topic, partition.partition, &low, &high, 100
-            )
+        for partition in partitions {
+            _ = rd_kafka_query_watermark_offsets(self.client.pointer, partition.topic, partition.partition, &low, &high, 0)
         }
+    }
+
+    /// A few assigned partitions, rotating over the assignment, so that every leader's broker thread is reached
+    /// within a few wake-ups without a request per partition each time.
+    private func nextFetchersToWake() -> [TopicPartition] {
+        let assigned = self.assignment.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+        guard !assigned.isEmpty else { return [] }
+        let count = min(4, assigned.count)
+        defer { self.wakeCursor = (self.wakeCursor + count) % assigned.count }
+        return (0..<count).map { assigned[(self.wakeCursor + $0) % assigned.count] }
     }
 
     func store(_ offsets: some Collection<TopicPartitionOffset>) throws {

@@ -81,6 +81,12 @@ public struct KafkaRecord: Sendable {
     /// The value's bytes; `nil` for a null value (a tombstone).
     public var value: ArraySlice<UInt8>? { self.slot.value.map { self.storage.bytes[$0] } }
 
+    /// Calls `body` with the key's bytes (`nil` for a null key) without copying or slicing them.
+    public func withUnsafeKeyBytes<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
+        guard let range = self.slot.key else { return try body(nil) }
+        return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
     /// The number of bytes of key and value, used for memory budgets.
     public var byteCount: Int { (self.slot.key?.count ?? 0) + (self.slot.value?.count ?? 0) }
 

@@ -6,114 +6,116 @@ import Testing
 struct OffsetTrackerTests {
     let partition = TopicPartition("t", 0)
 
-    @Test("Out-of-order completions commit only the finished prefix")
-    func outOfOrder() {
-        var tracker = OffsetTracker()
-        let epoch = tracker.assign(self.partition)
-        for offset in 0..<5 {
-            #expect(tracker.dispatch(self.partition, offset: Int64(offset)) == epoch)
+    /// Dispatches `offsets` and returns their tickets by offset.
+    private func dispatch(_ offsets: [Int64], on tracker: OffsetTracker) -> [Int64: OffsetTracker.Ticket] {
+        var tickets: [Int64: OffsetTracker.Ticket] = [:]
+        for offset in offsets {
+            tickets[offset] = tracker.dispatch(self.partition, offset: offset)
         }
-        tracker.finish(self.partition, offset: 2, epoch: epoch)
-        tracker.finish(self.partition, offset: 1, epoch: epoch)
+        return tickets
+    }
+
+    @Test("Out-of-order completions commit only the finished prefix")
+    func outOfOrder() throws {
+        let tracker = OffsetTracker()
+        let epoch = tracker.assign(self.partition)
+        let tickets = self.dispatch([0, 1, 2, 3, 4], on: tracker)
+        #expect(tickets.count == 5)
+        #expect(tickets.values.allSatisfy { $0.epoch == epoch })
+        tracker.finish(try #require(tickets[2]))
+        tracker.finish(try #require(tickets[1]))
         #expect(tracker.takeCommittable().isEmpty, "offset 0 is not finished: nothing may be committed")
-        tracker.finish(self.partition, offset: 0, epoch: epoch)
+        tracker.finish(try #require(tickets[0]))
         #expect(tracker.takeCommittable() == [TopicPartitionOffset(self.partition, offset: 3)])
         #expect(tracker.takeCommittable().isEmpty, "unchanged offsets are not handed out twice")
-        tracker.finish(self.partition, offset: 4, epoch: epoch)
+        tracker.finish(try #require(tickets[4]))
         #expect(tracker.takeCommittable().isEmpty)
-        tracker.finish(self.partition, offset: 3, epoch: epoch)
+        #expect(tracker.inFlight(self.partition) == 2)
+        tracker.finish(try #require(tickets[3]))
         #expect(tracker.committable([self.partition]) == [TopicPartitionOffset(self.partition, offset: 5)])
         #expect(tracker.inFlight(self.partition) == 0)
+        #expect(!tracker.finish(try #require(tickets[3])), "a record finishes once")
     }
 
     @Test("Gaps in offsets (compacted or control records) do not block the watermark")
-    func gaps() {
-        var tracker = OffsetTracker()
-        let epoch = tracker.assign(self.partition)
-        for offset: Int64 in [10, 13, 20] {
-            _ = tracker.dispatch(self.partition, offset: offset)
-        }
-        tracker.finish(self.partition, offset: 13, epoch: epoch)
-        tracker.finish(self.partition, offset: 10, epoch: epoch)
+    func gaps() throws {
+        let tracker = OffsetTracker()
+        tracker.assign(self.partition)
+        let tickets = self.dispatch([10, 13, 20], on: tracker)
+        tracker.finish(try #require(tickets[13]))
+        tracker.finish(try #require(tickets[10]))
         #expect(tracker.committable([self.partition]) == [TopicPartitionOffset(self.partition, offset: 14)])
-        tracker.finish(self.partition, offset: 20, epoch: epoch)
+        tracker.finish(try #require(tickets[20]))
         #expect(tracker.committable([self.partition]) == [TopicPartitionOffset(self.partition, offset: 21)])
     }
 
+    @Test("Long runs: tickets stay valid while the tracker compacts, in any completion order")
+    func longRuns() throws {
+        let tracker = OffsetTracker()
+        tracker.assign(self.partition)
+        let offsets = (0..<20_000).map { Int64($0) * 2 }
+        let tickets = self.dispatch(offsets, on: tracker)
+        // Finish the second half first, then the first half backwards: nothing is committable until offset 0.
+        for offset in offsets[10_000...] {
+            tracker.finish(try #require(tickets[offset]))
+        }
+        for offset in offsets[1..<10_000].reversed() {
+            tracker.finish(try #require(tickets[offset]))
+        }
+        #expect(tracker.committable([self.partition]).isEmpty)
+        tracker.finish(try #require(tickets[0]))
+        #expect(tracker.committable([self.partition]) == [TopicPartitionOffset(self.partition, offset: 39_999)])
+        #expect(tracker.inFlight(self.partition) == 0)
+        let next = try #require(tracker.dispatch(self.partition, offset: 40_000))
+        #expect(next.sequence == 20_000)
+    }
+
     @Test("Completions from an older assignment are ignored; revocation lists what was abandoned")
-    func epochs() {
-        var tracker = OffsetTracker()
+    func epochs() throws {
+        let tracker = OffsetTracker()
         let first = tracker.assign(self.partition)
-        _ = tracker.dispatch(self.partition, offset: 0)
-        _ = tracker.dispatch(self.partition, offset: 1)
-        tracker.finish(self.partition, offset: 0, epoch: first)
+        let tickets = self.dispatch([0, 1], on: tracker)
+        tracker.finish(try #require(tickets[0]))
         #expect(tracker.revoke(self.partition) == [1])
-        let afterRevoke = tracker.finish(self.partition, offset: 1, epoch: first)
-        #expect(!afterRevoke, "the partition is gone")
+        #expect(!tracker.finish(try #require(tickets[1])), "the partition is gone")
         let second = tracker.assign(self.partition)
         #expect(second != first)
-        _ = tracker.dispatch(self.partition, offset: 1)
-        let stale = tracker.finish(self.partition, offset: 1, epoch: first)
-        #expect(!stale, "stale epoch")
+        #expect(!tracker.isCurrent(first))
+        #expect(tracker.isCurrent(second))
+        let again = try #require(tracker.dispatch(self.partition, offset: 1))
+        #expect(again.epoch == second)
+        #expect(!tracker.finish(try #require(tickets[1])), "stale epoch")
         #expect(tracker.committable([self.partition]).isEmpty)
-        let current = tracker.finish(self.partition, offset: 1, epoch: second)
-        #expect(current)
+        #expect(tracker.finish(again))
         #expect(tracker.committable([self.partition]) == [TopicPartitionOffset(self.partition, offset: 2)])
     }
 
     @Test("A record of an unassigned partition, or one already dispatched, is not dispatched")
-    func refusedDispatch() {
-        var tracker = OffsetTracker()
+    func refusedDispatch() throws {
+        let tracker = OffsetTracker()
         #expect(tracker.dispatch(self.partition, offset: 0) == nil)
-        let epoch = tracker.assign(self.partition)
-        #expect(tracker.dispatch(self.partition, offset: 5) == epoch)
+        tracker.assign(self.partition)
+        let five = try #require(tracker.dispatch(self.partition, offset: 5))
         #expect(tracker.dispatch(self.partition, offset: 5) == nil)
-        tracker.finish(self.partition, offset: 5, epoch: epoch)
+        tracker.finish(five)
         #expect(tracker.dispatch(self.partition, offset: 3) == nil)
-        #expect(tracker.dispatch(self.partition, offset: 6) == epoch)
+        #expect(tracker.dispatch(self.partition, offset: 6) != nil)
     }
 }
 
-@Suite("Lane scheduler")
-struct LaneSchedulerTests {
-    @Test("A lane runs one item at a time, in order; other lanes run meanwhile")
-    func lanes() {
-        var scheduler = LaneScheduler<String>()
-        let a = LaneKey.key(topic: "t", key: [1])
-        let b = LaneKey.key(topic: "t", key: [2])
-        #expect(a == LaneKey.key(topic: "t", key: [1]), "equal keys share a lane")
-        #expect(a != LaneKey.key(topic: "u", key: [1]), "topics are part of the lane")
-        let readyA1 = scheduler.submit("a1", lane: a)
-        let readyA2 = scheduler.submit("a2", lane: a)
-        let readyB1 = scheduler.submit("b1", lane: b)
-        #expect(readyA1)
-        #expect(!readyA2, "a's lane already exists")
-        #expect(readyB1)
-        let first = scheduler.next()
-        let second = scheduler.next()
-        #expect(first?.1 == "a1")
-        #expect(second?.1 == "b1")
-        #expect(scheduler.next() == nil, "a2 waits for a1")
-        scheduler.finish(a)
-        #expect(scheduler.next()?.1 == "a2")
-        scheduler.finish(a)
-        scheduler.finish(b)
-        #expect(scheduler.next() == nil)
-        #expect(scheduler.queued == 0)
-    }
-
-    @Test("A busy lane goes to the back of the queue after each item")
-    func fairness() {
-        var scheduler = LaneScheduler<String>()
-        let busy = LaneKey.partition(TopicPartition("t", 0))
-        let other = LaneKey.partition(TopicPartition("t", 1))
-        _ = scheduler.submit("busy1", lane: busy)
-        _ = scheduler.submit("busy2", lane: busy)
-        #expect(scheduler.next()?.1 == "busy1")
-        _ = scheduler.submit("other1", lane: other)
-        scheduler.finish(busy)
-        #expect(scheduler.next()?.1 == "other1")
-        #expect(scheduler.next()?.1 == "busy2")
+@Suite("Lane assignment")
+struct LaneAssignmentTests {
+    @Test("Equal keys share a lane; keys spread over every lane")
+    func keys() {
+        let lanes = 16
+        #expect(LaneAssignment.lane(ofKey: [1, 2, 3], lanes: lanes) == LaneAssignment.lane(ofKey: [1, 2, 3], lanes: lanes))
+        var used = Set<Int>()
+        for index in 0..<1_000 {
+            let lane = LaneAssignment.lane(ofKey: Array("key-\(index)".utf8), lanes: lanes)
+            #expect((0..<lanes).contains(lane))
+            used.insert(lane)
+        }
+        #expect(used.count == lanes, "1,000 keys reach all 16 lanes")
     }
 }
 
