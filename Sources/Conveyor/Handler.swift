@@ -24,11 +24,19 @@ public protocol Handler: Sendable {
     /// The topics whose records the handler receives.
     var topics: [String] { get }
 
+    /// Whether the handler reads ``Record/headers``. Default `true`. A handler that never does may say `false`:
+    /// its consumer then skips parsing headers, which librdkafka 2.0.2 does with an allocation per record even
+    /// for records without any. Its records then have no headers.
+    static var readsHeaders: Bool { get }
+
     /// Handles one record. Called on Conveyor's worker pool; may suspend.
     func handle(_ record: Record, context: HandlerContext) async throws
 }
 
 extension Handler {
+    /// Handlers read headers unless they say otherwise.
+    public static var readsHeaders: Bool { true }
+
     /// The handler's name, from an instance.
     public var name: String { Self.name }
 }

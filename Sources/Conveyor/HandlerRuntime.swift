@@ -23,8 +23,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var consumer: KafkaConsumer?
         var handled = 0
         var failedAttempts = 0
-        /// The completion buffers of lane runs in progress.
-        var runningBuffers: [ObjectIdentifier: CompletionBuffer] = [:]
+        /// The lane runs in progress.
+        var runningProgress: [ObjectIdentifier: LaneRunProgress] = [:]
     }
 
     let handler: any Handler
@@ -85,7 +85,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// drains within the shutdown timeout, commits and leaves the group.
     func run() async throws {
         let consumer = try KafkaConsumer(
-            configuration: try self.configuration.consumerConfiguration(for: self.settings),
+            configuration: try self.configuration.consumerConfiguration(
+                for: self.settings, readsHeaders: type(of: self.handler).readsHeaders
+            ),
             delegate: self,
             logger: self.logger
         )
@@ -158,53 +160,38 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     // MARK: - Dispatch (poll thread)
 
-    /// A record handed to the pool, with the ticket that finishes it.
-    private struct Job: Sendable {
-        let record: KafkaRecord
-        let ticket: OffsetTracker.Ticket
-    }
-
     func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
-        // Only the tracker needs the lock; lanes and jobs are built outside it, so that workers finishing
-        // records wait as little as possible.
+        // Only the tracker needs the lock; lanes are chosen outside it, so that workers finishing records wait
+        // as little as possible.
         var count = 0
         var bytes = 0
-        let tickets: [OffsetTracker.Ticket?] = self.state.withLock { state in
-            let tickets = records.map {
-                state.tracker.dispatch(topic: $0.topic, partition: $0.partition, offset: $0.offset)
-            }
-            for (record, ticket) in zip(records, tickets) where ticket != nil {
-                count += 1
-                bytes += record.byteCount
+        var tickets = [OffsetTracker.Ticket?](repeating: nil, count: records.count)
+        self.state.withLock { state in
+            for index in records.indices {
+                tickets[index] = state.tracker.dispatch(
+                    topic: records[index].topic, partition: records[index].partition, offset: records[index].offset
+                )
+                if tickets[index] != nil {
+                    count += 1
+                    bytes += records[index].byteCount
+                }
             }
             state.inFlight += count
-            return tickets
         }
-        // Lanes first, then each lane's jobs in an array of the right size (no growth while appending).
-        var laneOfRecord = [Int](repeating: -1, count: records.count)
-        var laneSizes = [Int](repeating: 0, count: self.pool.concurrency)
+        var runs = [LaneRun](repeating: LaneRun(batch: records), count: self.pool.concurrency)
         self.lanes.withLock { assignment in
-            for index in records.indices where tickets[index] != nil {
+            for index in records.indices {
+                guard let ticket = tickets[index] else { continue }
                 let lane = assignment.lane(for: records[index])
-                laneOfRecord[index] = lane
-                laneSizes[lane] += 1
-            }
-        }
-        var lanes = laneSizes.map { size in
-            var jobs: [Job] = []
-            jobs.reserveCapacity(size)
-            return jobs
-        }
-        for index in records.indices {
-            if let ticket = tickets[index] {
-                lanes[laneOfRecord[index]].append(Job(record: records[index], ticket: ticket))
+                runs[lane].indices.append(index)
+                runs[lane].tickets.append(ticket)
             }
         }
         let mustPause = self.budget.add(records: count, bytes: bytes)
         // Revocations happen on this thread too, so this is the count the records were dispatched under.
         let revocations = self.revocations.load(ordering: .relaxed)
-        for (lane, jobs) in lanes.enumerated() where !jobs.isEmpty {
-            self.pool.submit(lane: lane) { await self.run(jobs, dispatchedAfter: revocations) }
+        for (lane, run) in runs.enumerated() where !run.indices.isEmpty {
+            self.pool.submit(lane: lane) { await self.run(run, dispatchedAfter: revocations) }
         }
         if mustPause || self.budget.isPaused {
             self.pauseForBudget(control, control.assignment)
@@ -244,46 +231,49 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Runs a lane's records of one batch, one after another, reporting completions in groups. `revocations` is
     /// the revocation count when they were dispatched: while it has not moved, their partitions are still theirs.
-    private func run(_ jobs: [Job], dispatchedAfter revocations: Int) async {
-        let buffer = CompletionBuffer()
-        let key = ObjectIdentifier(buffer)
-        self.state.withLock { $0.runningBuffers[key] = buffer }
-        for index in jobs.indices {
-            let ticket = jobs[index].ticket
+    private func run(_ run: LaneRun, dispatchedAfter revocations: Int) async {
+        let progress = LaneRunProgress(run)
+        let key = ObjectIdentifier(progress)
+        self.state.withLock { $0.runningProgress[key] = progress }
+        for position in run.indices.indices {
+            let ticket = run.tickets[position]
             let live = self.revocations.load(ordering: .acquiring) == revocations || self.isCurrent(ticket.epoch)
             var handled = false
             if live {
-                let record = Record(jobs[index].record)
+                let record = Record(run.batch[run.indices[position]])
                 do {
                     try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: 1))
                     handled = true
                 } catch {
-                    // Completions gathered so far are reported before the retries wait, so that a failing record
-                    // does not hold back the offsets of the records before it.
-                    self.finish(buffer.takeAll())
+                    // Records finished so far are reported before the retries wait, so that a failing record does
+                    // not hold back the offsets of the records before it.
+                    self.report(progress)
                     handled = await self.retry(record, ticket: ticket, after: error)
                 }
             }
-            let waiting = buffer.append(Completion(ticket: ticket, bytes: jobs[index].record.byteCount, handled: handled))
-            if waiting >= Self.completionGroup {
-                self.finish(buffer.takeAll())
+            if !handled {
+                progress.markUnhandled(position)
+            }
+            progress.finish(through: position)
+            if (position + 1) % Self.reportGroup == 0 {
+                self.report(progress)
             }
         }
-        self.state.withLock { $0.runningBuffers[key] = nil }
-        self.finish(buffer.takeAll())
+        self.state.withLock { $0.runningProgress[key] = nil }
+        self.report(progress)
     }
 
-    /// Completions reported under one lock.
-    private static let completionGroup = 256
+    /// Finished records reported under one lock.
+    private static let reportGroup = 256
 
-    /// How often the collector reports the completions of runs still in progress.
+    /// How often the collector reports the finished records of runs still in progress.
     private static let collectInterval = Duration.milliseconds(10)
 
-    /// Reports the completions waiting in runs still in progress (their workers may be in a long handler call).
+    /// Reports the finished records of runs still in progress (their workers may be in a long handler call).
     private func collectCompletions() {
-        let buffers = self.state.withLock { Array($0.runningBuffers.values) }
-        for buffer in buffers {
-            self.finish(buffer.takeAll())
+        let runs = self.state.withLock { Array($0.runningProgress.values) }
+        for progress in runs {
+            self.report(progress)
         }
     }
 
@@ -315,24 +305,22 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { $0.tracker.isCurrent(epoch) }
     }
 
-    /// Reports finished records to the tracker, the counters and the budget.
-    private func finish(_ completions: [Completion]) {
-        guard !completions.isEmpty else { return }
-        var bytes = 0
+    /// Reports a run's newly finished records to the tracker, the counters and the budget.
+    private func report(_ progress: LaneRunProgress) {
+        guard let report = progress.takeReport() else { return }
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
-            for completion in completions {
-                state.tracker.finish(completion.ticket)
-                state.handled += completion.handled ? 1 : 0
-                bytes += completion.bytes
+            for ticket in report.tickets {
+                state.tracker.finish(ticket)
             }
-            state.inFlight -= completions.count
+            state.handled += report.handled
+            state.inFlight -= report.tickets.count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }
             return (state.drainSignal, state.idleWaiters)
         }
         signal?.signal()
         idle.forEach { $0.resume() }
-        self.budget.remove(records: completions.count, bytes: bytes)
+        self.budget.remove(records: report.tickets.count, bytes: report.bytes)
     }
 
     // MARK: - Rebalance (poll thread)

@@ -65,8 +65,12 @@ public struct RuntimeConfiguration: Sendable {
         "queued.max.messages.kbytes": "16384",
     ]
 
-    /// The client configuration of one handler's consumer.
-    func consumerConfiguration(for handler: HandlerSettings) throws -> KafkaConfiguration {
+    /// Records per poll batch of a handler's consumer: the dispatch costs of a batch (a lock, a closure and a
+    /// wake-up per lane) spread over more records than the client's default.
+    static let pollBatchSize = 4096
+
+    /// The client configuration of one handler's consumer; `readsHeaders` is the handler's own declaration.
+    func consumerConfiguration(for handler: HandlerSettings, readsHeaders: Bool = true) throws -> KafkaConfiguration {
         var configuration = try KafkaConfiguration(
             bootstrapServers: self.bootstrapServers,
             properties: Self.consumerDefaults.merging(self.kafkaProperties) { $1 }
@@ -75,6 +79,8 @@ public struct RuntimeConfiguration: Sendable {
         configuration.sessionTimeout = self.sessionTimeout
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 10)
         configuration.assignmentStrategy = self.assignmentStrategy
+        configuration.readsHeaders = readsHeaders
+        configuration.pollBatchSize = Self.pollBatchSize
         // Offsets are stored only for finished records; librdkafka commits what was stored on its timer.
         try configuration.set("enable.auto.commit", "true")
         try configuration.set("auto.commit.interval.ms", String(self.commitInterval.wholeMilliseconds))

@@ -85,14 +85,14 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         settings.topics = [self.topic]
         settings.properties = configuration.properties
         runtime.handlers = [settings]
-        BenchProgress.shared.setTarget(self.records)
         let supervisor = try Supervisor(configuration: runtime, registry: try HandlerRegistry([handler]), logger: logger)
+        let target = self.records
         return try await withThrowingTaskGroup(of: (Int, Duration)?.self) { group in
             group.addTask {
                 _ = try await supervisor.run(signals: [])
                 return nil
             }
-            group.addTask { await BenchProgress.shared.finished() }
+            group.addTask { try await Self.watch(supervisor, until: target) }
             // The first to finish is the target (or a failed run, whose error is thrown here).
             let first = try await group.next()!
             await supervisor.triggerGracefulShutdown()
@@ -102,6 +102,24 @@ struct BenchConsumerCommand: AsyncParsableCommand {
             group.cancelAll()
             try await group.waitForAll()
             return result
+        }
+    }
+
+    /// Reads the runtime's own count of handled records every millisecond (so that the handlers stay empty) and
+    /// returns the count and the time from the first reading above zero to the first at or above `target`.
+    private static func watch(_ supervisor: Supervisor, until target: Int) async throws -> (Int, Duration) {
+        let clock = ContinuousClock()
+        var start: ContinuousClock.Instant?
+        while true {
+            try await Task.sleep(for: .milliseconds(1))
+            let handled = supervisor.statistics.reduce(0) { $0 + $1.handled }
+            let now = clock.now
+            if handled > 0, start == nil {
+                start = now
+            }
+            if handled >= target, let start {
+                return (handled, now - start)
+            }
         }
     }
 

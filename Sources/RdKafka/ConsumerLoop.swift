@@ -36,7 +36,7 @@ final class ConsumerLoop: @unchecked Sendable {
     /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
     private var topicNames: [OpaquePointer: String] = [:]
     private var isClosing = false
-    /// When the last full batch was read: the consumer was behind the fetchers then.
+    /// When the last full batch (of records or of a mebibyte) was read: the consumer was behind the fetchers then.
     private var lastFullBatch: ContinuousClock.Instant?
     /// Where the next fetcher wake-up starts in the assignment.
     private var wakeCursor = 0
@@ -101,7 +101,7 @@ final class ConsumerLoop: @unchecked Sendable {
         while self.pending.count < self.batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
             self.pending.append(next)
         }
-        if self.pending.count == self.batchSize {
+        if self.pending.count == self.batchSize || self.pending.reduce(0, { $0 + $1.pointee.len }) >= 1 << 20 {
             self.lastFullBatch = ContinuousClock.now
         }
         let records = self.takeRecords()
