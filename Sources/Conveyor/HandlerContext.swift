@@ -4,20 +4,21 @@ import RdKafka
 /// What a handler gets with each record besides the record itself.
 public struct HandlerContext: Sendable {
     private let environment: HandlerEnvironment
-    private let record: Record
+    /// Where the record is, for the logger (not the record itself: its bytes need not be kept alive for this).
+    private let position: RecordPosition
     /// The attempt number for this record, from 1.
     public let attempt: Int
 
     init(environment: HandlerEnvironment, record: Record, attempt: Int) {
         self.environment = environment
-        self.record = record
+        self.position = RecordPosition(topic: record.topic, partition: record.partition, offset: record.offset)
         self.attempt = attempt
     }
 
     /// A logger whose metadata names the handler and the record (`topic[partition]@offset`).
     public var logger: Logger {
         var logger = self.environment.logger
-        logger[metadataKey: "record"] = "\(self.record.position)"
+        logger[metadataKey: "record"] = "\(self.position)"
         return logger
     }
 
@@ -33,6 +34,15 @@ public struct HandlerContext: Sendable {
             KafkaProducerMessage(topic: topic, key: key, value: value, headers: headers)
         )
     }
+}
+
+/// `topic[partition]@offset` of a record.
+struct RecordPosition: Sendable, CustomStringConvertible {
+    let topic: String
+    let partition: Int32
+    let offset: Int64
+
+    var description: String { "\(self.topic)[\(self.partition)]@\(self.offset)" }
 }
 
 /// What every record of one handler shares: its logger and the process's producer (one reference per context,

@@ -38,7 +38,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// The lane of each record; used by the poll thread only, so never contended.
     private let lanes: Mutex<LaneAssignment>
     private let environment: HandlerEnvironment
-    /// Counts revocations and losses, so that a worker notices one without taking the lock per record.
+    /// Counts revocations, losses and the start of shutdown, so that a worker notices one without taking the lock
+    /// per record.
     private let revocations = Atomic<Int>(0)
 
     init(
@@ -126,6 +127,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     private func stop(_ consumer: KafkaConsumer) async throws {
         self.state.withLock { $0.isShuttingDown = true }
+        self.stopStarting(nil)
         try? await consumer.perform { control in
             try control.pause(control.assignment.subtracting(control.paused))
         }
@@ -237,7 +239,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { $0.runningProgress[key] = progress }
         for position in run.indices.indices {
             let ticket = run.tickets[position]
-            let live = self.revocations.load(ordering: .acquiring) == revocations || self.isCurrent(ticket.epoch)
+            let live = self.revocations.load(ordering: .acquiring) == revocations || self.mayStart(ticket)
             var handled = false
             if live {
                 let record = Record(run.batch[run.indices[position]])
@@ -291,7 +293,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, self.configuration.maxRetryBackoff)
             attempt += 1
-            guard self.isCurrent(ticket.epoch) else { return false }
+            guard self.mayStart(ticket) else { return false }
             do {
                 try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
                 return true
@@ -301,18 +303,39 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
     }
 
-    private func isCurrent(_ epoch: OffsetTracker.Epoch) -> Bool {
-        self.state.withLock { $0.tracker.isCurrent(epoch) }
+    private func mayStart(_ ticket: OffsetTracker.Ticket) -> Bool {
+        self.state.withLock { $0.tracker.mayStart(ticket) }
+    }
+
+    /// Stops records of `partitions` (all, if `nil`) from starting, except those needed to complete the prefix
+    /// of work already started (see ``OffsetTracker/beginRevoke(_:started:)``), and tells the workers to check.
+    private func stopStarting(_ partitions: [TopicPartition]?) {
+        self.state.withLock { state in
+            var started: [OffsetTracker.Epoch: Int] = [:]
+            for progress in state.runningProgress.values {
+                for ticket in progress.startedTickets {
+                    started[ticket.epoch] = max(started[ticket.epoch] ?? -1, ticket.sequence)
+                }
+            }
+            state.tracker.beginRevoke(partitions ?? state.tracker.assigned, started: started)
+        }
+        self.revocations.add(1, ordering: .releasing)
     }
 
     /// Reports a run's newly finished records to the tracker, the counters and the budget.
     private func report(_ progress: LaneRunProgress) {
         guard let report = progress.takeReport() else { return }
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
+            var unhandled = report.unhandled[...]
             for ticket in report.tickets {
-                state.tracker.finish(ticket)
+                if ticket == unhandled.first {
+                    unhandled.removeFirst()
+                    state.tracker.skip(ticket)
+                } else {
+                    state.tracker.finish(ticket)
+                }
             }
-            state.handled += report.handled
+            state.handled += report.tickets.count - report.unhandled.count
             state.inFlight -= report.tickets.count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }
@@ -338,6 +361,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     }
 
     func consumer(_ control: KafkaConsumerControl, willRevoke partitions: [TopicPartition]) {
+        self.stopStarting(partitions)
         self.drain(partitions)
         let offsets = self.state.withLock { $0.tracker.committable(partitions) }
         do {

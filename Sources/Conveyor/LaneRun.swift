@@ -21,12 +21,13 @@ struct LaneRun: Sendable {
 final class LaneRunProgress: Sendable {
     /// What a report hands to the runtime.
     struct Report {
-        /// Tickets of the newly finished records.
+        /// Tickets of the newly settled records, in run order.
         var tickets: ArraySlice<OffsetTracker.Ticket>
+        /// Those of them not handled (skipped, or given up between retries because their partition went away),
+        /// in run order.
+        var unhandled: [OffsetTracker.Ticket]
         /// Their key and value bytes.
         var bytes: Int
-        /// How many of them the handler handled (the others were given up: their partition went away).
-        var handled: Int
     }
 
     private struct Reporting {
@@ -53,20 +54,28 @@ final class LaneRunProgress: Sendable {
         self.finished.store(position + 1, ordering: .releasing)
     }
 
+    /// The tickets of the records that started: the finished ones and the one running (if any).
+    var startedTickets: ArraySlice<OffsetTracker.Ticket> {
+        let started = min(self.finished.load(ordering: .acquiring) + 1, self.run.tickets.count)
+        return self.run.tickets[..<started]
+    }
+
     /// Takes the records finished and not yet reported.
     func takeReport() -> Report? {
         let end = self.finished.load(ordering: .acquiring)
-        let taken: (range: Range<Int>, unhandled: Int)? = self.reporting.withLock { reporting in
+        let taken: (range: Range<Int>, unhandled: [Int])? = self.reporting.withLock { reporting in
             guard end > reporting.reported else { return nil }
             defer { reporting.reported = end }
             let range = reporting.reported..<end
-            return (range, reporting.unhandled.count { range.contains($0) })
+            return (range, reporting.unhandled.filter { range.contains($0) })
         }
         guard let (range, unhandled) = taken else { return nil }
         var bytes = 0
         for position in range {
             bytes += self.run.batch[self.run.indices[position]].byteCount
         }
-        return Report(tickets: self.run.tickets[range], bytes: bytes, handled: range.count - unhandled)
+        return Report(
+            tickets: self.run.tickets[range], unhandled: unhandled.map { self.run.tickets[$0] }, bytes: bytes
+        )
     }
 }

@@ -23,14 +23,31 @@ final class OffsetTracker {
         var sequence: Int
     }
 
+    /// What became of a dispatched record.
+    private enum Outcome: UInt8 {
+        /// Queued or running.
+        case pending
+        /// Handled (or otherwise done with): the watermark may pass it.
+        case finished
+        /// Not run (its partition is being revoked, or the process is stopping): no longer in flight, never passed;
+        /// the partition's next owner gets it again.
+        case skipped
+    }
+
     private final class Partition {
         let epoch: Epoch
-        /// Offsets dispatched and not yet passed by the committable watermark, ascending, from `head`; `finished`
+        /// Offsets dispatched and not yet passed by the committable watermark, ascending, from `head`; `outcomes`
         /// runs beside it. `base` is the sequence number of `offsets[0]`.
         var offsets: [Int64] = []
-        var finished: [Bool] = []
+        var outcomes: [Outcome] = []
         var base = 0
         var head = 0
+        /// Records with outcome `pending`.
+        var pending = 0
+        /// The highest sequence number finished so far.
+        var highestFinished = -1
+        /// Set when the partition's revocation began: records with a higher sequence number must not start.
+        var startCutoff: Int?
         /// The next offset to commit: the first unfinished record, or one past the last dispatched record.
         var committable: Int64?
         /// The offset last handed out by ``OffsetTracker/takeCommittable()``.
@@ -45,14 +62,21 @@ final class OffsetTracker {
                 return nil
             }
             self.offsets.append(offset)
-            self.finished.append(false)
+            self.outcomes.append(.pending)
+            self.pending += 1
             return Ticket(epoch: self.epoch, sequence: self.base + self.offsets.count - 1)
         }
 
-        func finish(_ ticket: Ticket) -> Bool {
+        func settle(_ ticket: Ticket, as outcome: Outcome) -> Bool {
             let index = ticket.sequence - self.base
-            guard ticket.epoch == self.epoch, index >= self.head, index < self.offsets.count else { return false }
-            self.finished[index] = true
+            guard ticket.epoch == self.epoch, index >= self.head, index < self.offsets.count,
+                self.outcomes[index] == .pending
+            else { return false }
+            self.outcomes[index] = outcome
+            self.pending -= 1
+            if outcome == .finished {
+                self.highestFinished = max(self.highestFinished, ticket.sequence)
+            }
             if index == self.head {
                 self.advance()
             }
@@ -60,27 +84,25 @@ final class OffsetTracker {
         }
 
         private func advance() {
-            while self.head < self.offsets.count, self.finished[self.head] {
+            while self.head < self.offsets.count, self.outcomes[self.head] == .finished {
                 self.committable = self.offsets[self.head] + 1
                 self.head += 1
             }
             if self.head == self.offsets.count {
                 self.base += self.head
                 self.offsets.removeAll(keepingCapacity: true)
-                self.finished.removeAll(keepingCapacity: true)
+                self.outcomes.removeAll(keepingCapacity: true)
                 self.head = 0
             } else if self.head > 4096, self.head * 2 > self.offsets.count {
                 self.base += self.head
                 self.offsets.removeFirst(self.head)
-                self.finished.removeFirst(self.head)
+                self.outcomes.removeFirst(self.head)
                 self.head = 0
             }
         }
 
-        var inFlight: Int { self.offsets.count - self.head }
-
-        var unfinished: [Int64] {
-            (self.head..<self.offsets.count).filter { !self.finished[$0] }.map { self.offsets[$0] }
+        var stillPending: [Int64] {
+            (self.head..<self.offsets.count).filter { self.outcomes[$0] == .pending }.map { self.offsets[$0] }
         }
     }
 
@@ -119,13 +141,13 @@ final class OffsetTracker {
     }
 
     /// Stops tracking a revoked partition; later completions for it are ignored. Returns the offsets that
-    /// were dispatched and not finished (abandoned), ascending.
+    /// were dispatched and are still queued or running (abandoned), ascending; skipped ones are not among them.
     @discardableResult
     func revoke(_ partition: TopicPartition) -> [Int64] {
         self.forgetRecent()
         guard let state = self.partitions.removeValue(forKey: partition) else { return [] }
         self.byEpoch[state.epoch] = nil
-        return state.unfinished
+        return state.stillPending
     }
 
     private func forgetRecent() {
@@ -138,10 +160,27 @@ final class OffsetTracker {
         self.partitions[partition]?.epoch
     }
 
-    /// Whether `epoch` is the current assignment of its partition.
-    func isCurrent(_ epoch: Epoch) -> Bool {
-        self.byEpoch[epoch] != nil
+    /// Whether a dispatched record may start: its epoch is current, and if the partition's revocation began, the
+    /// record is needed to complete the prefix of records that started before (see ``beginRevoke(_:started:)``).
+    func mayStart(_ ticket: Ticket) -> Bool {
+        guard let partition = self.byEpoch[ticket.epoch] else { return false }
+        return partition.startCutoff.map { ticket.sequence <= $0 } ?? true
     }
+
+    /// The revocation of `partitions` begins (or the process stops). Records that have not started must not
+    /// start, unless a record after them already started or finished: running those fills the gaps below work
+    /// already done, so that all of it can be committed; starting any later one would be wasted, since the
+    /// partition's next owner gets it again. `started` is the highest sequence number started per epoch, as far
+    /// as the workers know (finished records the tracker has not heard of yet count as started).
+    func beginRevoke(_ partitions: some Sequence<TopicPartition>, started: [Epoch: Int]) {
+        for topicPartition in partitions {
+            guard let partition = self.partitions[topicPartition] else { continue }
+            partition.startCutoff = max(partition.highestFinished, started[partition.epoch] ?? -1)
+        }
+    }
+
+    /// The partitions being tracked.
+    var assigned: [TopicPartition] { Array(self.partitions.keys) }
 
     /// Registers a record handed to the worker pool. Returns its ticket, or `nil` if the record must not run:
     /// its partition is not assigned, or its offset is not past the last dispatched one (a redelivery of a record
@@ -155,20 +194,32 @@ final class OffsetTracker {
         self.dispatch(topic: partition.topic, partition: partition.partition, offset: offset)
     }
 
-    /// Marks a record finished (handled, dead-lettered or skipped). Returns `false` if its epoch is stale.
+    /// Marks a record finished (handled, dead-lettered or skipped): the watermark may pass it. Returns `false` if
+    /// its epoch is stale or it was settled before.
     @discardableResult
     func finish(_ ticket: Ticket) -> Bool {
+        self.settle(ticket, as: .finished)
+    }
+
+    /// Marks a record not run (its partition is being revoked, or the process is stopping): it is no longer in
+    /// flight, and the watermark never passes it. Returns `false` if its epoch is stale or it was settled before.
+    @discardableResult
+    func skip(_ ticket: Ticket) -> Bool {
+        self.settle(ticket, as: .skipped)
+    }
+
+    private func settle(_ ticket: Ticket, as outcome: Outcome) -> Bool {
         if let recent = self.recentlyFinished, recent.epoch == ticket.epoch {
-            return recent.finish(ticket)
+            return recent.settle(ticket, as: outcome)
         }
         guard let state = self.byEpoch[ticket.epoch] else { return false }
         self.recentlyFinished = state
-        return state.finish(ticket)
+        return state.settle(ticket, as: outcome)
     }
 
-    /// Records dispatched and not finished, per partition.
+    /// Records dispatched and neither finished nor skipped (queued or running), per partition.
     func inFlight(_ partition: TopicPartition) -> Int {
-        self.partitions[partition]?.inFlight ?? 0
+        self.partitions[partition]?.pending ?? 0
     }
 
     /// The committable offset of each partition that moved since the last call, and marks them taken.

@@ -44,5 +44,7 @@ public struct Record: Sendable {
     }
 
     /// `topic[partition]@offset`, for messages.
-    public var position: String { "\(self.topic)[\(self.partition)]@\(self.offset)" }
+    public var position: String {
+        RecordPosition(topic: self.topic, partition: self.partition, offset: self.offset).description
+    }
 }

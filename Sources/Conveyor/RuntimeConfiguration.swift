@@ -65,8 +65,9 @@ public struct RuntimeConfiguration: Sendable {
         "queued.max.messages.kbytes": "16384",
     ]
 
-    /// Records per poll batch of a handler's consumer: the dispatch costs of a batch (a lock, a closure and a
-    /// wake-up per lane) spread over more records than the client's default.
+    /// Records per poll batch of a handler's consumer (an eighth of the in-flight budget, from 1,024): the dispatch
+    /// costs of a batch (a lock, a closure and a wake-up per lane) spread over more records than the client's
+    /// default.
     static let pollBatchSize = 4096
 
     /// The client configuration of one handler's consumer; `readsHeaders` is the handler's own declaration.
@@ -80,7 +81,9 @@ public struct RuntimeConfiguration: Sendable {
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 10)
         configuration.assignmentStrategy = self.assignmentStrategy
         configuration.readsHeaders = readsHeaders
-        configuration.pollBatchSize = Self.pollBatchSize
+        // A poll batch is dispatched whole before the budget can pause fetching: keep it a small part of the budget
+        // (but not so small that a small budget pauses and resumes fetching for every few records).
+        configuration.pollBatchSize = min(Self.pollBatchSize, max(1_024, self.maxInFlightRecords / 8))
         // Offsets are stored only for finished records; librdkafka commits what was stored on its timer.
         try configuration.set("enable.auto.commit", "true")
         try configuration.set("auto.commit.interval.ms", String(self.commitInterval.wholeMilliseconds))

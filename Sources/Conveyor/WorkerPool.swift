@@ -54,7 +54,7 @@ final class WorkerPool: Sendable {
         self.lanes = (0..<self.concurrency).map { _ in WorkerLane() }
         self.executor = DispatchTaskExecutor(label: label, threads: threads)
         for lane in self.lanes {
-            Task {
+            Task(executorPreference: self.executor) {
                 while let items = await lane.take() {
                     for item in items {
                         await item()

@@ -92,7 +92,7 @@ final class ConsumerLoop: @unchecked Sendable {
             if let lastFull = self.lastFullBatch, ContinuousClock.now - lastFull < .milliseconds(100) {
                 // Behind a moment ago, dry now: the fetchers may have stopped at the prefetch queue's bound.
                 self.lastFullBatch = nil
-                self.wakeFetchers(self.nextFetchersToWake())
+                self.wakeFetchers(self.nextFetchersToWake(), waiting: false)
             }
             first = rd_kafka_consumer_poll(self.client.pointer, 100)
         }
@@ -255,7 +255,7 @@ final class ConsumerLoop: @unchecked Sendable {
             throw KafkaError.translate(result, context: "resume \(toResume)")
         }
         self.paused.subtract(toResume)
-        self.wakeFetchers(toResume)
+        self.wakeFetchers(toResume, waiting: true)
     }
 
     /// Wakes the broker threads that fetch `partitions`.
@@ -264,13 +264,21 @@ final class ConsumerLoop: @unchecked Sendable {
     /// request, a response, or its periodic wake-up, up to a second later. Nothing wakes it when a resume is
     /// applied, nor when the consumer drains a prefetch queue that had reached `queued.max.messages.kbytes`
     /// (the queue bound is shared by every partition of the consumer, so all of them stop fetching at once). A
-    /// request to the partition's leader wakes its broker thread: a watermark query with a zero timeout sends
-    /// the request without waiting for the answer, which librdkafka discards.
-    private func wakeFetchers(_ partitions: some Sequence<TopicPartition>) {
+    /// request to the partition's leader wakes its broker thread: a watermark query.
+    ///
+    /// - Parameter waiting: After a resume, each query waits for its answer (up to 100 ms each, 500 ms in all):
+    ///   librdkafka applies the resume on its main thread, and a broker thread woken before that would see the
+    ///   partition still paused and sleep again. For a dry queue nothing needs to settle first: the queries are
+    ///   sent without waiting, and librdkafka discards their answers.
+    private func wakeFetchers(_ partitions: some Sequence<TopicPartition>, waiting: Bool) {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(500)
         var low: Int64 = 0
         var high: Int64 = 0
-        for partition in partitions {
-            _ = rd_kafka_query_watermark_offsets(self.client.pointer, partition.topic, partition.partition, &low, &high, 0)
+        for partition in partitions where clock.now < deadline {
+            _ = rd_kafka_query_watermark_offsets(
+                self.client.pointer, partition.topic, partition.partition, &low, &high, waiting ? 100 : 0
+            )
         }
     }
 
