@@ -31,6 +31,10 @@ public protocol Handler: Sendable {
 
     /// Handles one record. Called on Conveyor's worker pool; may suspend.
     func handle(_ record: Record, context: HandlerContext) async throws
+
+    /// What to do with a record whose ``handle(_:context:)`` threw `error`. The default (see
+    /// ``Handler/defaultClassification(of:)``) retries, except ``ClassifiedError``s and decode failures.
+    func classify(_ error: any Error) -> FailureAction
 }
 
 extension Handler {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Dispatch
 import Logging
 import RdKafka
@@ -21,8 +22,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         /// Records abandoned at a drain or shutdown deadline.
         var abandoned: [TopicPartitionOffset] = []
         var consumer: KafkaConsumer?
-        var handled = 0
+        /// Records finished: handled, dead-lettered or skipped.
+        var finished = 0
         var failedAttempts = 0
+        var deadLettered = 0
+        var skipped = 0
         /// The lane runs in progress.
         var runningProgress: [ObjectIdentifier: LaneRunProgress] = [:]
     }
@@ -38,6 +42,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// The lane of each record; used by the poll thread only, so never contended.
     private let lanes: Mutex<LaneAssignment>
     private let environment: HandlerEnvironment
+    private let metrics: HandlerMetrics
+    private let failures: FailureHandler
     /// Counts revocations, losses and the start of shutdown, so that a worker notices one without taking the lock
     /// per record.
     private let revocations = Atomic<Int>(0)
@@ -49,6 +55,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         pool: WorkerPool,
         budget: ProcessBudget,
         producer: KafkaProducer,
+        deadLetters: KafkaProducer,
+        metrics: any MetricsFactory,
         logger: Logger
     ) {
         self.handler = handler
@@ -62,6 +70,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.logger = logger
         self.lanes = Mutex(LaneAssignment(ordering: settings.ordering, pool: pool))
         self.environment = HandlerEnvironment(logger: self.logger, producer: producer)
+        self.metrics = HandlerMetrics(handler: settings.name, factory: metrics)
+        self.failures = FailureHandler(
+            handler: handler, settings: settings, policy: configuration.retryPolicy(for: settings),
+            environment: self.environment, deadLetters: deadLetters, metrics: self.metrics
+        )
     }
 
     /// The topics this runtime subscribes to.
@@ -71,8 +84,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     var statistics: HandlerStatistics {
         self.state.withLock { state in
             HandlerStatistics(
-                name: self.settings.name, group: self.settings.groupID, handled: state.handled,
-                failedAttempts: state.failedAttempts, inFlight: state.inFlight
+                name: self.settings.name, group: self.settings.groupID,
+                handled: state.finished - state.deadLettered - state.skipped,
+                failedAttempts: state.failedAttempts, deadLettered: state.deadLettered, skipped: state.skipped,
+                inFlight: state.inFlight,
+                isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0
             )
         }
     }
@@ -250,7 +266,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     // Records finished so far are reported before the retries wait, so that a failing record does
                     // not hold back the offsets of the records before it.
                     self.report(progress)
-                    handled = await self.retry(record, ticket: ticket, after: error)
+                    handled = await self.recover(run.batch[run.indices[position]], record: record, ticket: ticket, after: error)
                 }
             }
             if !handled {
@@ -279,27 +295,26 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
     }
 
-    /// Retries a record that failed its first attempt until it succeeds or its partition is gone; `true` if
-    /// handled.
-    private func retry(_ record: Record, ticket: OffsetTracker.Ticket, after firstError: any Error) async -> Bool {
-        var error = firstError
-        var attempt = 1
-        var backoff = self.configuration.retryBackoff
-        while true {
-            self.state.withLock { $0.failedAttempts += 1 }
-            HandlerContext(environment: self.environment, record: record, attempt: attempt).logger.warning(
-                "Handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"]
-            )
-            try? await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, self.configuration.maxRetryBackoff)
-            attempt += 1
-            guard self.mayStart(ticket) else { return false }
-            do {
-                try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
-                return true
-            } catch let next {
-                error = next
+    /// Retries, dead-letters or skips a record whose first attempt threw; `true` if the record is done with (its
+    /// offset may be committed), `false` if its partition went away first.
+    private func recover(
+        _ kafkaRecord: KafkaRecord, record: Record, ticket: OffsetTracker.Ticket, after error: any Error
+    ) async -> Bool {
+        let (outcome, failures) = await self.failures.recover(kafkaRecord, record: record, after: error) {
+            self.mayStart(ticket)
+        }
+        self.state.withLock { state in
+            state.failedAttempts += failures
+            switch outcome {
+            case .handled: break
+            case .deadLettered: state.deadLettered += 1
+            case .skipped: state.skipped += 1
+            case .abandoned: break
             }
+        }
+        switch outcome {
+        case .handled, .deadLettered, .skipped: return true
+        case .abandoned: return false
         }
     }
 
@@ -335,7 +350,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     state.tracker.finish(ticket)
                 }
             }
-            state.handled += report.tickets.count - report.unhandled.count
+            state.finished += report.tickets.count - report.unhandled.count
             state.inFlight -= report.tickets.count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }
@@ -344,6 +359,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         signal?.signal()
         idle.forEach { $0.resume() }
         self.budget.remove(records: report.tickets.count, bytes: report.bytes)
+        for (topic, count) in report.attemptedByTopic {
+            self.metrics.increment(.attempts, topic: topic, by: count)
+        }
     }
 
     // MARK: - Rebalance (poll thread)

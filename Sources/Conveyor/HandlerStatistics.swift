@@ -6,8 +6,15 @@ public struct HandlerStatistics: Sendable, Hashable {
     public var group: String
     /// Records handled successfully.
     public var handled: Int
-    /// Attempts that threw (each is retried).
+    /// Attempts that threw.
     public var failedAttempts: Int
+    /// Records written to the dead-letter topic.
+    public var deadLettered: Int
+    /// Records acknowledged without effect.
+    public var skipped: Int
     /// Records handed to the worker pool and not finished.
     public var inFlight: Int
+    /// Whether a dead-letter write is failing right now (its records stay in flight; nothing is committed past
+    /// them).
+    public var isDeadLetterBlocked: Bool
 }

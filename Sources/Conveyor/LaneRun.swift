@@ -28,6 +28,8 @@ final class LaneRunProgress: Sendable {
         var unhandled: [OffsetTracker.Ticket]
         /// Their key and value bytes.
         var bytes: Int
+        /// How many of them the handler was called for, by topic (the runs of one topic in run order).
+        var attemptedByTopic: [(String, Int)]
     }
 
     private struct Reporting {
@@ -71,11 +73,22 @@ final class LaneRunProgress: Sendable {
         }
         guard let (range, unhandled) = taken else { return nil }
         var bytes = 0
+        var attempted: [(String, Int)] = []
+        var unhandledLeft = unhandled[...]
         for position in range {
-            bytes += self.run.batch[self.run.indices[position]].byteCount
+            let record = self.run.batch[self.run.indices[position]]
+            bytes += record.byteCount
+            if position == unhandledLeft.first {
+                unhandledLeft.removeFirst()
+            } else if let last = attempted.last, last.0 == record.topic {
+                attempted[attempted.count - 1].1 += 1
+            } else {
+                attempted.append((record.topic, 1))
+            }
         }
         return Report(
-            tickets: self.run.tickets[range], unhandled: unhandled.map { self.run.tickets[$0] }, bytes: bytes
+            tickets: self.run.tickets[range], unhandled: unhandled.map { self.run.tickets[$0] }, bytes: bytes,
+            attemptedByTopic: attempted
         )
     }
 }

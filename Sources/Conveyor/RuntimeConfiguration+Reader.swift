@@ -60,8 +60,10 @@ extension RuntimeConfiguration {
             )
             configuration.drainTimeout = self.milliseconds("rebalance.drain_timeout_ms", configuration.drainTimeout)
             configuration.shutdownTimeout = self.milliseconds("shutdown.timeout_ms", configuration.shutdownTimeout)
-            configuration.retryBackoff = self.milliseconds("retry.backoff_ms", configuration.retryBackoff)
-            configuration.maxRetryBackoff = self.milliseconds("retry.max_backoff_ms", configuration.maxRetryBackoff)
+            configuration.retryPolicy = self.retryPolicy()
+            configuration.deadLetterDeliveryTimeout = self.milliseconds(
+                "dead_letter.delivery_timeout_ms", configuration.deadLetterDeliveryTimeout
+            )
 
             let enabled = self.reader.stringArray(forKey: "handlers.enabled") ?? []
             if enabled.isEmpty {
@@ -77,12 +79,57 @@ extension RuntimeConfiguration {
                 settings.topics = self.reader.stringArray(forKey: .init(["handlers", name, "topics"]))
                 settings.ordering = self.choice("\(prefix).ordering", settings.ordering, key: ["handlers", name, "ordering"])
                 settings.properties = self.properties("\(prefix).properties", key: ["handlers", name, "properties"])
+                settings.maxAttempts = self.optionalInteger(
+                    "\(prefix).retry.max_attempts", key: ["handlers", name, "retry", "max_attempts"], 1...1_000_000
+                )
+                if let topic = self.reader.string(forKey: .init(["handlers", name, "dead_letter_topic"])) {
+                    if topic.isEmpty {
+                        self.problem("\(prefix).dead_letter_topic", "must not be empty")
+                    }
+                    settings.deadLetterTopic = topic
+                }
                 configuration.handlers.append(settings)
             }
-            if configuration.maxRetryBackoff < configuration.retryBackoff {
-                self.problem("retry.max_backoff_ms", "must not be below retry.backoff_ms")
-            }
             return self.problems.isEmpty ? configuration : nil
+        }
+
+        /// `retry.*`: the policy, its backoff chosen by `retry.backoff`.
+        private mutating func retryPolicy() -> RetryPolicy {
+            let fallback = RetryPolicy.default
+            let maxAttempts = self.integer("retry.max_attempts", fallback.maxAttempts, 1...1_000_000)
+            let base = self.milliseconds("retry.backoff_ms", .milliseconds(100))
+            let cap = self.milliseconds("retry.max_backoff_ms", .seconds(30))
+            var jitter = 0.2
+            if let text = self.reader.string(forKey: "retry.jitter") {
+                if let value = Double(text), (0...1).contains(value) {
+                    jitter = value
+                } else {
+                    self.problem("retry.jitter", "expected a fraction in 0...1, got '\(text)'")
+                }
+            }
+            switch self.reader.string(forKey: "retry.backoff") ?? "exponential" {
+            case "exponential":
+                if cap < base {
+                    self.problem("retry.max_backoff_ms", "must not be below retry.backoff_ms")
+                }
+                return RetryPolicy(maxAttempts: maxAttempts, backoff: .exponential(base: base, max: cap, jitter: jitter))
+            case "fixed":
+                return RetryPolicy(maxAttempts: maxAttempts, backoff: .fixed(base))
+            case "none":
+                return RetryPolicy(maxAttempts: maxAttempts, backoff: .none)
+            case let other:
+                self.problem("retry.backoff", "expected one of exponential, fixed, none, got '\(other)'")
+                return fallback
+            }
+        }
+
+        private mutating func optionalInteger(_ key: String, key components: [String], _ range: ClosedRange<Int>) -> Int? {
+            guard let text = self.reader.string(forKey: ConfigKey(components)) else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                self.problem(key, "expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+                return nil
+            }
+            return value
         }
 
         private mutating func problem(_ key: String, _ message: String) {

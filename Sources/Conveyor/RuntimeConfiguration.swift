@@ -15,6 +15,10 @@ public struct RuntimeConfiguration: Sendable {
         public var ordering: Ordering = .key
         /// librdkafka properties for this handler's consumer only, over the global ones.
         public var properties: [String: String] = [:]
+        /// `handlers.<name>.retry.max_attempts`: overrides `retry.max_attempts` for this handler.
+        public var maxAttempts: Int?
+        /// `handlers.<name>.dead_letter_topic`. Default `<source topic>.dlq`.
+        public var deadLetterTopic: String?
 
         /// Settings for handler `name` with every default.
         public init(name: String) {
@@ -43,11 +47,11 @@ public struct RuntimeConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// `shutdown.timeout_ms`: how long in-flight records may finish after SIGTERM/SIGINT. Default 30 s.
     public var shutdownTimeout: Duration = .seconds(30)
-    /// `retry.backoff_ms` / `retry.max_backoff_ms`: waits between attempts of a failing record (doubling).
-    /// Defaults 100 ms and 30 s.
-    public var retryBackoff: Duration = .milliseconds(100)
-    /// See ``retryBackoff``.
-    public var maxRetryBackoff: Duration = .seconds(30)
+    /// `retry.*`: attempts of a failing record and the waits between them. Default ``RetryPolicy/default``.
+    public var retryPolicy: RetryPolicy = .default
+    /// `dead_letter.delivery_timeout_ms`: how long one dead-letter write may take before it counts as failed and
+    /// is tried again. Default 5 s.
+    public var deadLetterDeliveryTimeout: Duration = .seconds(5)
     /// `handlers`: the handlers this process runs.
     public var handlers: [HandlerSettings] = []
 
@@ -90,6 +94,22 @@ public struct RuntimeConfiguration: Sendable {
         for (name, value) in handler.properties.sorted(by: { $0.key < $1.key }) {
             try configuration.set(name, value)
         }
+        return configuration
+    }
+
+    /// The retry policy of one handler.
+    func retryPolicy(for handler: HandlerSettings) -> RetryPolicy {
+        var policy = self.retryPolicy
+        if let maxAttempts = handler.maxAttempts {
+            policy.maxAttempts = maxAttempts
+        }
+        return policy
+    }
+
+    /// The configuration of the dead-letter producer: the shared one, with the dead-letter delivery timeout.
+    func deadLetterProducerConfiguration() throws -> KafkaConfiguration {
+        var configuration = try self.clientConfiguration()
+        try configuration.set("message.timeout.ms", String(self.deadLetterDeliveryTimeout.wholeMilliseconds))
         return configuration
     }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Synchronization
 import RdKafka
@@ -20,6 +21,7 @@ public final class Supervisor: Sendable {
     private let configuration: RuntimeConfiguration
     private let registry: HandlerRegistry
     private let logger: Logger
+    private let metrics: any MetricsFactory
     /// The running group, for ``triggerGracefulShutdown()``; or whether a shutdown was asked before it ran.
     private let group = Mutex<(group: ServiceGroup?, shutdownRequested: Bool)>((nil, false))
     /// The runtimes of the current run.
@@ -28,7 +30,13 @@ public final class Supervisor: Sendable {
     /// Checks that every configured handler is registered.
     ///
     /// - Throws: ``ConveyorError/Code/unknownHandler`` or ``ConveyorError/Code/configuration``.
-    public init(configuration: RuntimeConfiguration, registry: HandlerRegistry, logger: Logger) throws {
+    /// - Parameter metrics: Where the handlers' counters go (swift-metrics); by default the bootstrapped system.
+    public init(
+        configuration: RuntimeConfiguration,
+        registry: HandlerRegistry,
+        logger: Logger,
+        metrics: (any MetricsFactory)? = nil
+    ) throws {
         guard !configuration.handlers.isEmpty else {
             throw ConveyorError(.configuration, "handlers: no handler configured; registered: \(registry.names)")
         }
@@ -38,12 +46,16 @@ public final class Supervisor: Sendable {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
+        self.metrics = metrics ?? MetricsSystem.factory
     }
 
     /// Runs until SIGTERM/SIGINT (or until `signals` is empty and the task is cancelled), then drains, commits
     /// and leaves every group.
     public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws -> Report {
         let producer = try KafkaProducer(configuration: try self.configuration.clientConfiguration(), logger: self.logger)
+        let deadLetters = try KafkaProducer(
+            configuration: try self.configuration.deadLetterProducerConfiguration(), logger: self.logger
+        )
         let pool = WorkerPool(concurrency: self.configuration.concurrency, label: "conveyor.workers")
         let budget = ProcessBudget(
             maxRecords: self.configuration.maxInFlightRecords,
@@ -57,6 +69,8 @@ public final class Supervisor: Sendable {
                 pool: pool,
                 budget: budget,
                 producer: producer,
+                deadLetters: deadLetters,
+                metrics: self.metrics,
                 logger: self.logger
             )
         }
@@ -80,9 +94,11 @@ public final class Supervisor: Sendable {
             try await group.run()
         } catch {
             await producer.close(timeout: self.configuration.shutdownTimeout)
+            await deadLetters.close(timeout: self.configuration.shutdownTimeout)
             throw error
         }
         await producer.close(timeout: self.configuration.shutdownTimeout)
+        await deadLetters.close(timeout: self.configuration.shutdownTimeout)
         return Report(abandoned: runtimes.flatMap(\.abandoned))
     }
 }

@@ -64,8 +64,9 @@ struct DevCommand: AsyncParsableCommand {
             handlers: storeHandlers.map { RuntimeConfiguration.HandlerSettings(name: $0.name) }
         )
         configuration.sessionTimeout = .seconds(6)
-        configuration.retryBackoff = .milliseconds(50)
-        configuration.maxRetryBackoff = .seconds(1)
+        configuration.retryPolicy = RetryPolicy(
+            maxAttempts: 10, backoff: .exponential(base: .milliseconds(50), max: .seconds(1), jitter: 0.2)
+        )
         let supervisor = try Supervisor(configuration: configuration, registry: try HandlerRegistry(storeHandlers), logger: logger)
         let producer = try KafkaProducer(configuration: try KafkaConfiguration(bootstrapServers: bootstrap), logger: logger)
         try await producer.checkConnectivity()
@@ -170,7 +171,9 @@ struct DevCommand: AsyncParsableCommand {
             lines.append(
                 "  \(statistics.name.padding(toLength: 12, withPad: " ", startingAt: 0))"
                     + " handled \(statistics.handled)\(rate)  in flight \(statistics.inFlight)"
-                    + "  failed attempts \(statistics.failedAttempts)  lag \(lag.map(String.init) ?? "?")"
+                    + "  failed attempts \(statistics.failedAttempts)  dead-lettered \(statistics.deadLettered)"
+                    + "  skipped \(statistics.skipped)  lag \(lag.map(String.init) ?? "?")"
+                    + (statistics.isDeadLetterBlocked ? "  DEAD-LETTER WRITES FAILING" : "")
             )
         }
         lines.append(

@@ -64,9 +64,9 @@ struct RuntimeConfigurationTests {
               enabled: [a]
             """))
         let defaults = RuntimeConfiguration(bootstrapServers: "127.0.0.1:1234")
-        #expect(configuration.retryBackoff == .milliseconds(100))
-        #expect(configuration.retryBackoff == defaults.retryBackoff)
-        #expect(configuration.maxRetryBackoff == defaults.maxRetryBackoff)
+        #expect(configuration.retryPolicy.backoff == .exponential(base: .milliseconds(100), max: .seconds(30), jitter: 0.2))
+        #expect(configuration.retryPolicy == defaults.retryPolicy)
+        #expect(configuration.deadLetterDeliveryTimeout == defaults.deadLetterDeliveryTimeout)
         #expect(configuration.commitInterval == defaults.commitInterval)
         #expect(configuration.drainTimeout == defaults.drainTimeout)
         #expect(configuration.shutdownTimeout == defaults.shutdownTimeout)

@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import RdKafka
+import Synchronization
+
+/// What happens to a record after its first attempt failed: retries with backoff on its lane, then the
+/// dead-letter topic, or a skip, as the handler's classification and retry policy say.
+final class FailureHandler: Sendable {
+    /// How the record left.
+    enum Outcome: Sendable {
+        /// A retry succeeded.
+        case handled
+        /// It is in the dead-letter topic (its delivery was confirmed).
+        case deadLettered
+        /// Acknowledged without effect.
+        case skipped
+        /// Its partition went away (or the process is stopping) first: not finished, the next owner gets it.
+        case abandoned
+    }
+
+    let handler: any Handler
+    let settings: RuntimeConfiguration.HandlerSettings
+    let policy: RetryPolicy
+    let environment: HandlerEnvironment
+    /// The producer of dead letters: its own, with a short delivery timeout, so that a failing write is known
+    /// (and logged, counted and tried again) within seconds.
+    let deadLetters: KafkaProducer
+    let metrics: HandlerMetrics
+    /// Records whose dead-letter write is failing right now (the health state).
+    let deadLetterBlocked = Atomic<Int>(0)
+
+    init(
+        handler: any Handler,
+        settings: RuntimeConfiguration.HandlerSettings,
+        policy: RetryPolicy,
+        environment: HandlerEnvironment,
+        deadLetters: KafkaProducer,
+        metrics: HandlerMetrics
+    ) {
+        self.handler = handler
+        self.settings = settings
+        self.policy = policy
+        self.environment = environment
+        self.deadLetters = deadLetters
+        self.metrics = metrics
+    }
+
+    /// Retries, dead-letters or skips `kafkaRecord`, whose first attempt threw `error`. `mayContinue` says
+    /// whether the record's partition is still this process's to work on. Returns the outcome and the number of
+    /// failed attempts.
+    func recover(
+        _ kafkaRecord: KafkaRecord,
+        record: Record,
+        after error: any Error,
+        mayContinue: () -> Bool
+    ) async -> (Outcome, failures: Int) {
+        var failures = 0
+        let outcome = await self.recover(kafkaRecord, record: record, after: error, failures: &failures, mayContinue: mayContinue)
+        return (outcome, failures)
+    }
+
+    private func recover(
+        _ kafkaRecord: KafkaRecord,
+        record: Record,
+        after error: any Error,
+        failures: inout Int,
+        mayContinue: () -> Bool
+    ) async -> Outcome {
+        let clock = ContinuousClock()
+        let firstFailure = clock.now
+        var failure = (attempt: 1, error: error, at: firstFailure)
+        var random = SystemRandomNumberGenerator()
+        while true {
+            failures += 1
+            self.metrics.increment(.failures, topic: record.topic)
+            let action = self.handler.classify(failure.error)
+            let logger = HandlerContext(environment: self.environment, record: record, attempt: failure.attempt).logger
+            switch action {
+            case .skip:
+                logger.notice("Record skipped", metadata: ["error": "\(failure.error)"])
+                self.metrics.increment(.skips, topic: record.topic)
+                return .skipped
+            case .deadLetter, .retry:
+                let exhausted = failure.attempt >= self.policy.maxAttempts
+                guard action == .retry, !exhausted else {
+                    let reason: DeadLetter.Reason = action == .deadLetter ? .nonRetryable : .attemptsExhausted
+                    return await self.deadLetter(
+                        kafkaRecord,
+                        failure: DeadLetter.Failure(
+                            reason: reason, attempts: failure.attempt, firstFailure: firstFailure,
+                            lastFailure: failure.at, error: failure.error
+                        ),
+                        logger: logger,
+                        mayContinue: mayContinue
+                    )
+                }
+                let wait = self.policy.delay(afterAttempt: failure.attempt, using: &random)
+                logger.warning(
+                    "Handler failed; retrying",
+                    metadata: ["attempt": "\(failure.attempt)", "retry-in-ms": "\(wait.wholeMilliseconds)",
+                               "error": "\(failure.error)"]
+                )
+                self.metrics.increment(.retries, topic: record.topic)
+                try? await Task.sleep(for: wait)
+                guard mayContinue() else { return .abandoned }
+                let attempt = failure.attempt + 1
+                self.metrics.increment(.attempts, topic: record.topic)
+                do {
+                    try await self.handler.handle(
+                        record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt)
+                    )
+                    return .handled
+                } catch {
+                    failure = (attempt, error, clock.now)
+                }
+            }
+        }
+    }
+
+    /// Writes the dead-letter record and waits for Kafka to confirm it, trying again with backoff while the
+    /// write fails (the record stays in flight meanwhile, so nothing is committed past it).
+    private func deadLetter(
+        _ kafkaRecord: KafkaRecord,
+        failure: DeadLetter.Failure,
+        logger: Logger,
+        mayContinue: () -> Bool
+    ) async -> Outcome {
+        let topic = self.settings.deadLetterTopic ?? kafkaRecord.topic + ".dlq"
+        let message = DeadLetter.message(
+            for: kafkaRecord, to: topic, handler: self.settings.name, group: self.settings.groupID, failure: failure,
+            now: (Int64(Date().timeIntervalSince1970 * 1000), ContinuousClock.now)
+        )
+        var wait = Duration.milliseconds(100)
+        var blocked = false
+        defer {
+            if blocked {
+                self.deadLetterBlocked.subtract(1, ordering: .relaxed)
+            }
+        }
+        while true {
+            do {
+                let report = try await self.deadLetters.send(message)
+                logger.error(
+                    "Record dead-lettered",
+                    metadata: ["reason": "\(failure.reason.rawValue)", "attempts": "\(failure.attempts)",
+                               "error": "\(failure.error)", "dead-letter": "\(topic)[\(report.partition)]@\(report.offset)"]
+                )
+                self.metrics.increment(.deadLetters, topic: kafkaRecord.topic, reason: failure.reason.rawValue)
+                return .deadLettered
+            } catch {
+                self.metrics.increment(.deadLetterFailures, topic: kafkaRecord.topic)
+                if !blocked {
+                    blocked = true
+                    self.deadLetterBlocked.add(1, ordering: .relaxed)
+                }
+                logger.error(
+                    "Dead-letter write failed; the record stays in flight and is written again",
+                    metadata: ["dead-letter-topic": "\(topic)", "error": "\(error)", "retry-in-ms": "\(wait.wholeMilliseconds)"]
+                )
+                try? await Task.sleep(for: wait)
+                wait = min(wait * 2, .seconds(10))
+                guard mayContinue() else { return .abandoned }
+            }
+        }
+    }
+}
