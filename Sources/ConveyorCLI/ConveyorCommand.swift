@@ -16,6 +16,7 @@ public struct ConveyorCommand: AsyncParsableCommand {
             BrokerCommand.self,
             ProduceCommand.self,
             ConsumeCommand.self,
+            DeadLetterCommand.self,
             BenchCommand.self,
             BenchConsumerCommand.self,
         ]
