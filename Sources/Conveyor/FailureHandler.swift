@@ -28,6 +28,10 @@ final class FailureHandler: Sendable {
     let metrics: HandlerMetrics
     /// Records whose dead-letter write is failing right now (the health state).
     let deadLetterBlocked = Atomic<Int>(0)
+    /// The share of dead letters among recent records.
+    private let floodGuard: Mutex<FloodGuard>
+    /// Set when the process stops: held records and failing dead-letter writes give up (and are redelivered).
+    private let isStopping = Atomic<Bool>(false)
 
     init(
         handler: any Handler,
@@ -35,8 +39,10 @@ final class FailureHandler: Sendable {
         policy: RetryPolicy,
         environment: HandlerEnvironment,
         deadLetters: KafkaProducer,
-        metrics: HandlerMetrics
+        metrics: HandlerMetrics,
+        floodGuard: FloodGuard
     ) {
+        self.floodGuard = Mutex(floodGuard)
         self.handler = handler
         self.settings = settings
         self.policy = policy
@@ -117,6 +123,19 @@ final class FailureHandler: Sendable {
         }
     }
 
+    /// The process stops: records held by the flood guard or a failing dead-letter write are given up.
+    func stop() {
+        self.isStopping.store(true, ordering: .relaxed)
+    }
+
+    /// Records finished, for the flood guard's window.
+    func noteFinished(_ count: Int) {
+        self.floodGuard.withLock { $0.finished(count) }
+    }
+
+    /// Whether the flood guard tripped (the handler is paused).
+    var isFloodGuardTripped: Bool { self.floodGuard.withLock { $0.isTripped } }
+
     /// Writes the dead-letter record and waits for Kafka to confirm it, trying again with backoff while the
     /// write fails (the record stays in flight meanwhile, so nothing is committed past it).
     private func deadLetter(
@@ -125,6 +144,24 @@ final class FailureHandler: Sendable {
         logger: Logger,
         mayContinue: () -> Bool
     ) async -> Outcome {
+        let (admitted, justTripped, share, maxShare) = self.floodGuard.withLock { guardState in
+            let wasTripped = guardState.isTripped
+            let admitted = guardState.admitDeadLetter()
+            return (admitted, !wasTripped && guardState.isTripped, guardState.recentShare, guardState.maxShare)
+        }
+        guard admitted else {
+            if justTripped {
+                logger.critical(
+                    "Flood guard: too many records dead-lettered; the handler pauses instead (restart it once fixed)",
+                    metadata: ["recent-dead-letter-share": "\(share)", "max-share": "\(maxShare)"]
+                )
+            }
+            // Held, not dead-lettered: nothing is committed past it; the next owner (or a restart) gets it again.
+            while mayContinue(), !self.isStopping.load(ordering: .relaxed) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return .abandoned
+        }
         let topic = self.settings.deadLetterTopic ?? kafkaRecord.topic + ".dlq"
         let message = DeadLetter.message(
             for: kafkaRecord, to: topic, handler: self.settings.name, group: self.settings.groupID, failure: failure,
@@ -159,7 +196,7 @@ final class FailureHandler: Sendable {
                 )
                 try? await Task.sleep(for: wait)
                 wait = min(wait * 2, .seconds(10))
-                guard mayContinue() else { return .abandoned }
+                guard mayContinue(), !self.isStopping.load(ordering: .relaxed) else { return .abandoned }
             }
         }
     }

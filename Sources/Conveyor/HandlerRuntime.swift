@@ -19,6 +19,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         /// Waiting for `inFlight` to reach zero (shutdown).
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         var isShuttingDown = false
+        /// Set once the flood guard tripped: fetching stays paused until the process restarts.
+        var isPausedByFloodGuard = false
         /// Records abandoned at a drain or shutdown deadline.
         var abandoned: [TopicPartitionOffset] = []
         var consumer: KafkaConsumer?
@@ -73,7 +75,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.metrics = HandlerMetrics(handler: settings.name, factory: metrics)
         self.failures = FailureHandler(
             handler: handler, settings: settings, policy: configuration.retryPolicy(for: settings),
-            environment: self.environment, deadLetters: deadLetters, metrics: self.metrics
+            environment: self.environment, deadLetters: deadLetters, metrics: self.metrics,
+            floodGuard: FloodGuard(window: configuration.floodGuardWindow, maxShare: configuration.floodGuardMaxShare)
         )
     }
 
@@ -88,7 +91,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 handled: state.finished - state.deadLettered - state.skipped,
                 failedAttempts: state.failedAttempts, deadLettered: state.deadLettered, skipped: state.skipped,
                 inFlight: state.inFlight,
-                isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0
+                isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0,
+                isPausedByFloodGuard: state.isPausedByFloodGuard
             )
         }
     }
@@ -115,6 +119,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             while !Task.isCancelled {
                 try? await Task.sleep(for: Self.collectInterval)
                 self.collectCompletions()
+                await self.pauseIfFloodGuardTripped(consumer)
             }
         }
         defer { collector.cancel() }
@@ -144,6 +149,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private func stop(_ consumer: KafkaConsumer) async throws {
         self.state.withLock { $0.isShuttingDown = true }
         self.stopStarting(nil)
+        self.failures.stop()
         try? await consumer.perform { control in
             try control.pause(control.assignment.subtracting(control.paused))
         }
@@ -228,6 +234,15 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
     }
 
+    /// Once the flood guard tripped, pauses every assigned partition for good (until restart).
+    private func pauseIfFloodGuardTripped(_ consumer: KafkaConsumer) async {
+        guard self.failures.isFloodGuardTripped, !self.state.withLock({ $0.isPausedByFloodGuard }) else { return }
+        self.state.withLock { $0.isPausedByFloodGuard = true }
+        try? await consumer.perform { control in
+            try control.pause(control.assignment.subtracting(control.paused))
+        }
+    }
+
     private func resumeAfterBudget() {
         guard let consumer = self.state.withLock({ $0.consumer }) else { return }
         Task {
@@ -236,7 +251,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     defer { state.pausedForBudget.removeAll() }
                     return state.pausedForBudget
                 }
-                guard !self.budget.isPaused, !self.state.withLock({ $0.isShuttingDown }) else {
+                guard !self.budget.isPaused, !self.state.withLock({ $0.isShuttingDown || $0.isPausedByFloodGuard }) else {
                     self.state.withLock { $0.pausedForBudget.formUnion(paused) }
                     return
                 }
@@ -362,6 +377,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         for (topic, count) in report.attemptedByTopic {
             self.metrics.increment(.attempts, topic: topic, by: count)
         }
+        self.failures.noteFinished(report.tickets.count - report.unhandled.count)
     }
 
     // MARK: - Rebalance (poll thread)
@@ -373,7 +389,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             }
         }
         self.logger.info("Partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
-        if self.budget.isPaused {
+        if self.state.withLock({ $0.isPausedByFloodGuard }) {
+            try? control.pause(Set(partitions))
+        } else if self.budget.isPaused {
             self.pauseForBudget(control, Set(partitions))
         }
     }

@@ -17,4 +17,6 @@ public struct HandlerStatistics: Sendable, Hashable {
     /// Whether a dead-letter write is failing right now (its records stay in flight; nothing is committed past
     /// them).
     public var isDeadLetterBlocked: Bool
+    /// Whether the flood guard paused the handler (too many recent records dead-lettered).
+    public var isPausedByFloodGuard: Bool
 }

@@ -64,6 +64,12 @@ extension RuntimeConfiguration {
             configuration.deadLetterDeliveryTimeout = self.milliseconds(
                 "dead_letter.delivery_timeout_ms", configuration.deadLetterDeliveryTimeout
             )
+            configuration.floodGuardWindow = self.integer(
+                "dead_letter.flood_guard.window", configuration.floodGuardWindow, 1...1_000_000
+            )
+            configuration.floodGuardMaxShare = self.fraction(
+                "dead_letter.flood_guard.max_share", configuration.floodGuardMaxShare
+            )
 
             let enabled = self.reader.stringArray(forKey: "handlers.enabled") ?? []
             if enabled.isEmpty {
@@ -99,14 +105,7 @@ extension RuntimeConfiguration {
             let maxAttempts = self.integer("retry.max_attempts", fallback.maxAttempts, 1...1_000_000)
             let base = self.milliseconds("retry.backoff_ms", .milliseconds(100))
             let cap = self.milliseconds("retry.max_backoff_ms", .seconds(30))
-            var jitter = 0.2
-            if let text = self.reader.string(forKey: "retry.jitter") {
-                if let value = Double(text), (0...1).contains(value) {
-                    jitter = value
-                } else {
-                    self.problem("retry.jitter", "expected a fraction in 0...1, got '\(text)'")
-                }
-            }
+            let jitter = self.fraction("retry.jitter", 0.2)
             switch self.reader.string(forKey: "retry.backoff") ?? "exponential" {
             case "exponential":
                 if cap < base {
@@ -121,6 +120,15 @@ extension RuntimeConfiguration {
                 self.problem("retry.backoff", "expected one of exponential, fixed, none, got '\(other)'")
                 return fallback
             }
+        }
+
+        private mutating func fraction(_ key: String, _ fallback: Double) -> Double {
+            guard let text = self.reader.string(forKey: ConfigKey(key)) else { return fallback }
+            guard let value = Double(text), (0...1).contains(value) else {
+                self.problem(key, "expected a fraction in 0...1, got '\(text)'")
+                return fallback
+            }
+            return value
         }
 
         private mutating func optionalInteger(_ key: String, key components: [String], _ range: ClosedRange<Int>) -> Int? {

@@ -52,6 +52,12 @@ public struct RuntimeConfiguration: Sendable {
     /// `dead_letter.delivery_timeout_ms`: how long one dead-letter write may take before it counts as failed and
     /// is tried again. Default 5 s.
     public var deadLetterDeliveryTimeout: Duration = .seconds(5)
+    /// `dead_letter.flood_guard.window` / `.max_share`: once more than `max_share` of a handler's last `window`
+    /// (to 2 × `window`) records were dead-lettered, the handler pauses instead. Defaults 100 and 0.5; a share
+    /// of 1 turns the guard off.
+    public var floodGuardWindow = 100
+    /// See ``floodGuardWindow``.
+    public var floodGuardMaxShare = 0.5
     /// `handlers`: the handlers this process runs.
     public var handlers: [HandlerSettings] = []
 

@@ -174,6 +174,7 @@ struct DevCommand: AsyncParsableCommand {
                     + "  failed attempts \(statistics.failedAttempts)  dead-lettered \(statistics.deadLettered)"
                     + "  skipped \(statistics.skipped)  lag \(lag.map(String.init) ?? "?")"
                     + (statistics.isDeadLetterBlocked ? "  DEAD-LETTER WRITES FAILING" : "")
+                    + (statistics.isPausedByFloodGuard ? "  PAUSED BY THE FLOOD GUARD" : "")
             )
         }
         lines.append(

@@ -69,8 +69,11 @@ struct ScriptedA: ScriptedHandler { static let name = "scripted-a" }
 struct ScriptedB: ScriptedHandler { static let name = "scripted-b" }
 struct ScriptedC: ScriptedHandler { static let name = "scripted-c" }
 struct ScriptedD: ScriptedHandler { static let name = "scripted-d" }
+struct ScriptedE: ScriptedHandler { static let name = "scripted-e" }
 
-private let registry = try! HandlerRegistry([ScriptedA.self, ScriptedB.self, ScriptedC.self, ScriptedD.self])
+private let registry = try! HandlerRegistry([
+    ScriptedA.self, ScriptedB.self, ScriptedC.self, ScriptedD.self, ScriptedE.self,
+])
 
 private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
     let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
@@ -324,6 +327,67 @@ struct FailureTests {
         #expect(letters.first.flatMap { header($0, DeadLetter.Header.originalOffset) } == "10")
         #expect(committed[partition] == 100, "the partition moved on")
         #expect(supervisor.statistics.first?.isDeadLetterBlocked == false)
+    }
+}
+
+@Suite("Flood guard")
+struct FloodGuardTests {
+    @Test("Trips once dead letters pass their share of the recent records, and stays tripped")
+    func arithmetic() {
+        var burst = FloodGuard(window: 10, maxShare: 0.5)
+        var admitted = (0..<5).map { _ in burst.admitDeadLetter() }
+        #expect(admitted.allSatisfy { $0 }, "five dead letters are not yet more than half a window")
+        let sixth = burst.admitDeadLetter()
+        #expect(!sixth, "a burst of dead letters with nothing else finished trips it")
+        #expect(burst.isTripped)
+        burst.finished(1_000)
+        let afterTrip = burst.admitDeadLetter()
+        #expect(!afterTrip, "stays tripped")
+
+        var healthy = FloodGuard(window: 10, maxShare: 0.5)
+        healthy.finished(100)
+        admitted = (0..<50).map { _ in healthy.admitDeadLetter() }
+        #expect(admitted.allSatisfy { $0 }, "50 dead letters among 100 records is not more than half")
+        let fiftyFirst = healthy.admitDeadLetter()
+        #expect(!fiftyFirst)
+
+        var off = FloodGuard(window: 10, maxShare: 1)
+        admitted = (0..<100).map { _ in off.admitDeadLetter() }
+        #expect(admitted.allSatisfy { $0 }, "a share of 1 turns the guard off")
+    }
+
+    @Test("A bad deploy: the handler pauses instead of dead-lettering everything, and commits nothing past")
+    func badDeploy() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "flooded-orders"
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce(
+            (0..<300).map { KafkaProducerMessage(topic: topic, key: Array("k\($0)".utf8), value: Array(Behaviour.poison.utf8)) },
+            to: kafka
+        )
+        var configuration = configuration(kafka, topic: topic, handler: ScriptedE.name, policy: RetryPolicy(maxAttempts: 1, backoff: .none))
+        configuration.floodGuardWindow = 20
+        configuration.floodGuardMaxShare = 0.5
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let run = Task { try await supervisor.run(signals: []) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while supervisor.statistics.first?.isPausedByFloodGuard != true, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(supervisor.statistics.first?.isPausedByFloodGuard == true)
+        try await Task.sleep(for: .seconds(1))
+        let statistics = try #require(supervisor.statistics.first)
+        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let partition = TopicPartition(topic, 0)
+        let committed = try await admin.committedOffsets(group: "\(topic).\(ScriptedE.name)", partitions: [partition])
+        await supervisor.triggerGracefulShutdown()
+        _ = try await run.value
+        #expect(statistics.deadLettered == 10, "stopped at half the window: \(statistics.deadLettered)")
+        #expect(statistics.handled == 0)
+        let offset = committed[partition] ?? nil
+        #expect((offset ?? 0) <= Int64(statistics.deadLettered), "nothing committed past the held records: \(committed)")
     }
 }
 
