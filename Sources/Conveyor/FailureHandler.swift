@@ -136,6 +136,24 @@ final class FailureHandler: Sendable {
     /// Whether the flood guard tripped (the handler is paused).
     var isFloodGuardTripped: Bool { self.floodGuard.withLock { $0.isTripped } }
 
+    /// Dead-letters a record that was running when a process died `crashes` times, without running it again.
+    func quarantine(
+        _ kafkaRecord: KafkaRecord, record: Record, crashes: Int, mayContinue: () -> Bool
+    ) async -> Outcome {
+        let now = ContinuousClock.now
+        let logger = HandlerContext(environment: self.environment, record: record, attempt: crashes).logger
+        logger.error("Record quarantined: it was running when a process died", metadata: ["crashes": "\(crashes)"])
+        self.metrics.increment(.quarantines, topic: record.topic)
+        return await self.deadLetter(
+            kafkaRecord,
+            failure: DeadLetter.Failure(
+                reason: .crash, attempts: crashes, firstFailure: now, lastFailure: now, error: CrashQuarantine(crashes: crashes)
+            ),
+            logger: logger,
+            mayContinue: mayContinue
+        )
+    }
+
     /// Writes the dead-letter record and waits for Kafka to confirm it, trying again with backoff while the
     /// write fails (the record stays in flight meanwhile, so nothing is committed past it).
     private func deadLetter(
@@ -200,4 +218,10 @@ final class FailureHandler: Sendable {
             }
         }
     }
+}
+
+/// The error a quarantined record is dead-lettered with.
+struct CrashQuarantine: Error, CustomStringConvertible {
+    var crashes: Int
+    var description: String { "the record was running when a process died \(self.crashes) times" }
 }

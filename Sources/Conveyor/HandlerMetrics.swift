@@ -18,6 +18,8 @@ final class HandlerMetrics: Sendable {
         case deadLetterFailures = "conveyor_dead_letter_failures_total"
         /// Records acknowledged without effect.
         case skips = "conveyor_skips_total"
+        /// Records dead-lettered because processes died while running them.
+        case quarantines = "conveyor_quarantines_total"
     }
 
     private struct Key: Hashable {

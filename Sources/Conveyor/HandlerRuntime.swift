@@ -46,6 +46,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let environment: HandlerEnvironment
     private let metrics: HandlerMetrics
     private let failures: FailureHandler
+    private let crashes: CrashCounts
+    private let journal: CrashJournal
     /// Counts revocations, losses and the start of shutdown, so that a worker notices one without taking the lock
     /// per record.
     private let revocations = Atomic<Int>(0)
@@ -59,8 +61,12 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         producer: KafkaProducer,
         deadLetters: KafkaProducer,
         metrics: any MetricsFactory,
+        crashes: CrashCounts,
+        journal: CrashJournal,
         logger: Logger
     ) {
+        self.crashes = crashes
+        self.journal = journal
         self.handler = handler
         self.settings = settings
         self.configuration = configuration
@@ -215,7 +221,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         // Revocations happen on this thread too, so this is the count the records were dispatched under.
         let revocations = self.revocations.load(ordering: .relaxed)
         for (lane, run) in runs.enumerated() where !run.indices.isEmpty {
-            self.pool.submit(lane: lane) { await self.run(run, dispatchedAfter: revocations) }
+            self.pool.submit(lane: lane) { await self.run(run, lane: lane, dispatchedAfter: revocations) }
         }
         if mustPause || self.budget.isPaused {
             self.pauseForBudget(control, control.assignment)
@@ -264,7 +270,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Runs a lane's records of one batch, one after another, reporting completions in groups. `revocations` is
     /// the revocation count when they were dispatched: while it has not moved, their partitions are still theirs.
-    private func run(_ run: LaneRun, dispatchedAfter revocations: Int) async {
+    private func run(_ run: LaneRun, lane: Int, dispatchedAfter revocations: Int) async {
+        let crashes = self.crashes.snapshot(handler: self.settings.name)
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
         self.state.withLock { $0.runningProgress[key] = progress }
@@ -273,15 +280,26 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             let live = self.revocations.load(ordering: .acquiring) == revocations || self.mayStart(ticket)
             var handled = false
             if live {
-                let record = Record(run.batch[run.indices[position]])
-                do {
-                    try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: 1))
-                    handled = true
-                } catch {
-                    // Records finished so far are reported before the retries wait, so that a failing record does
-                    // not hold back the offsets of the records before it.
+                let index = run.indices[position]
+                let record = Record(run.batch[index])
+                if !crashes.isEmpty, let count = self.crashCount(of: run.batch[index], in: crashes), count >= self.configuration.crashMax {
                     self.report(progress)
-                    handled = await self.recover(run.batch[run.indices[position]], record: record, ticket: ticket, after: error)
+                    handled = await self.quarantine(run.batch[index], record: record, ticket: ticket, crashes: count)
+                } else {
+                    self.journal.start(
+                        lane: lane, handler: self.settings.name, topic: record.topic, partition: record.partition,
+                        offset: record.offset
+                    )
+                    do {
+                        try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: 1))
+                        handled = true
+                    } catch {
+                        // Records finished so far are reported before the retries wait, so that a failing record
+                        // does not hold back the offsets of the records before it.
+                        self.report(progress)
+                        handled = await self.recover(run.batch[index], record: record, ticket: ticket, after: error)
+                    }
+                    self.journal.finish(lane: lane)
                 }
             }
             if !handled {
@@ -308,6 +326,20 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         for progress in runs {
             self.report(progress)
         }
+    }
+
+    private func crashCount(of record: KafkaRecord, in crashes: [CrashJournal.Entry: Int]) -> Int? {
+        crashes[CrashJournal.Entry(handler: self.settings.name, topic: record.topic, partition: record.partition, offset: record.offset)]
+    }
+
+    /// Dead-letters a record that kept crashing processes; `true` once it is in the dead-letter topic.
+    private func quarantine(
+        _ kafkaRecord: KafkaRecord, record: Record, ticket: OffsetTracker.Ticket, crashes: Int
+    ) async -> Bool {
+        let outcome = await self.failures.quarantine(kafkaRecord, record: record, crashes: crashes) { self.mayStart(ticket) }
+        guard case .deadLettered = outcome else { return false }
+        self.state.withLock { $0.deadLettered += 1 }
+        return true
     }
 
     /// Retries, dead-letters or skips a record whose first attempt threw; `true` if the record is done with (its

@@ -67,6 +67,13 @@ extension RuntimeConfiguration {
             configuration.floodGuardWindow = self.integer(
                 "dead_letter.flood_guard.window", configuration.floodGuardWindow, 1...1_000_000
             )
+            configuration.crashMax = self.integer("crash.max", configuration.crashMax, 1...1_000)
+            if let directory = self.reader.string(forKey: "crash.journal_directory") {
+                if directory.isEmpty {
+                    self.problem("crash.journal_directory", "must not be empty")
+                }
+                configuration.journalDirectory = directory
+            }
             configuration.floodGuardMaxShare = self.fraction(
                 "dead_letter.flood_guard.max_share", configuration.floodGuardMaxShare
             )

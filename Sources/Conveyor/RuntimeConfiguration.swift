@@ -58,6 +58,12 @@ public struct RuntimeConfiguration: Sendable {
     public var floodGuardWindow = 100
     /// See ``floodGuardWindow``.
     public var floodGuardMaxShare = 0.5
+    /// `crash.max`: a record that was running when a process died this many times goes to the dead-letter topic
+    /// (reason `crash`) without running again. Default 2.
+    public var crashMax = 2
+    /// `crash.journal_directory`: where each process journals the records it runs and the crash counts live.
+    /// Processes that should share counts (all workers of a host) must share it. Default `.conveyor/journal`.
+    public var journalDirectory = ".conveyor/journal"
     /// `handlers`: the handlers this process runs.
     public var handlers: [HandlerSettings] = []
 

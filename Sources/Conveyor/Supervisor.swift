@@ -61,6 +61,24 @@ public final class Supervisor: Sendable {
             maxRecords: self.configuration.maxInFlightRecords,
             maxBytes: self.configuration.maxInFlightBytes
         )
+        let crashes = CrashCounts(directory: self.configuration.journalDirectory)
+        for entry in crashes.recover() {
+            self.logger.warning(
+                "A process died while running a record",
+                metadata: ["handler": "\(entry.handler)", "topic": "\(entry.topic)", "partition": "\(entry.partition)",
+                           "offset": "\(entry.offset)"]
+            )
+        }
+        let journal = try CrashJournal(directory: self.configuration.journalDirectory, lanes: pool.concurrency)
+        defer { journal.remove() }
+        // Other processes sharing the directory may die meanwhile: their records' counts must reach this one.
+        let recovery = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                crashes.recover()
+            }
+        }
+        defer { recovery.cancel() }
         let runtimes = try self.configuration.handlers.map { settings in
             HandlerRuntime(
                 handler: try self.registry.make(settings.name),
@@ -71,6 +89,8 @@ public final class Supervisor: Sendable {
                 producer: producer,
                 deadLetters: deadLetters,
                 metrics: self.metrics,
+                crashes: crashes,
+                journal: journal,
                 logger: self.logger
             )
         }

@@ -98,6 +98,7 @@ private func configuration(
     _ kafka: EmbeddedKafka, topic: String, handler: String, policy: RetryPolicy
 ) -> RuntimeConfiguration {
     var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
+    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
     configuration.sessionTimeout = .seconds(6)
     configuration.commitInterval = .milliseconds(200)
     configuration.retryPolicy = policy

@@ -1,4 +1,5 @@
 import Conveyor
+import Foundation
 import ConveyorTestKit
 import Logging
 import RdKafka
@@ -13,6 +14,7 @@ private let logger: Logger = {
 /// A runtime configuration for the embedded broker, running `handlers` on `topic`.
 private func configuration(_ kafka: EmbeddedKafka, topic: String, handlers: [String]) -> RuntimeConfiguration {
     var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
+    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
     configuration.sessionTimeout = .seconds(6)
     configuration.commitInterval = .milliseconds(200)
     configuration.handlers = handlers.map { name in

@@ -46,19 +46,39 @@ private final class Cluster: Sendable {
               max_in_flight_records: \(maxInFlight)
             shutdown:
               timeout_ms: \(shutdownMilliseconds)
+            crash:
+              journal_directory: "\(self.directory)/journal"
             handlers:
               enabled: [ledger]
             """.write(toFile: self.config, atomically: true, encoding: .utf8)
     }
 
-    func worker(_ name: String, delayMilliseconds: Int = 1) throws -> (ChildProcess, String) {
+    func worker(_ name: String, delayMilliseconds: Int = 1, trap: String? = nil) throws -> (ChildProcess, String) {
         let path = self.directory + "/\(name).ledger"
+        var environment = ["LEDGER_FILE": path, "LEDGER_DELAY_MS": "\(delayMilliseconds)"]
+        environment["LEDGER_TRAP"] = trap
         let process = try ChildProcess(
             ["run", "--config", self.config, "--log-level", "warning"],
             executable: "LedgerWorker",
-            environment: ["LEDGER_FILE": path, "LEDGER_DELAY_MS": "\(delayMilliseconds)"]
+            environment: environment
         )
         return (process, path)
+    }
+
+    /// Reads `count` records of a dead-letter topic.
+    func deadLetters(topic: String, count: Int) async throws -> [KafkaRecord] {
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .critical
+        let collector = RecordCollector()
+        var configuration = try KafkaConfiguration(bootstrapServers: self.bootstrap, groupID: "dlq-reader-\(UUID())")
+        try configuration.set("auto.offset.reset", "earliest")
+        let consumer = try KafkaConsumer(configuration: configuration, delegate: collector, logger: logger)
+        try await consumer.subscribe([topic])
+        let records = try await collector.log.wait(for: "\(count) dead letters", timeout: .seconds(60)) {
+            $0.records.count >= count
+        }.records
+        try await consumer.close()
+        return records
     }
 
     func produce(_ count: Int, partitions: Int) async throws {
@@ -205,6 +225,34 @@ struct WorkerProcessTests {
         second.signal()
         #expect(try await second.waitForExit() == 0)
         #expect(Set((handled + ledger(secondLedger)).map(\.value)) == Set((0..<100).map { "v\($0)" }))
+        try await cluster.stop()
+    }
+
+    @Test("A record that traps the process: after crash.max crashes it is dead-lettered without running again")
+    func crashQuarantine() async throws {
+        // One lane: every record running at the moment of a crash is counted, so with more lanes the records
+        // running beside the trap would be counted too (see the README).
+        let cluster = try await Cluster(partitions: 2, concurrency: 1)
+        try await cluster.produce(200, partitions: 2)
+        // v77 kills every worker that runs it; each start finds the journal of the one before.
+        var statuses: [Int32] = []
+        for attempt in 1...2 {
+            let (worker, _) = try cluster.worker("crash-\(attempt)", trap: "v77")
+            statuses.append(try await worker.waitForExit(timeout: .seconds(60)))
+        }
+        #expect(statuses.allSatisfy { $0 != 0 }, "both workers died on the trap: \(statuses)")
+        let counts = try String(contentsOfFile: cluster.directory + "/journal/crash-counts", encoding: .utf8)
+        #expect(counts.contains("ledger\tledger\t1\t38"), "v77 is ledger[1]@38, counted: \(counts)")
+
+        let (survivor, survivorLedger) = try cluster.worker("survivor", trap: "v77")
+        try await cluster.waitForAll(199, in: [survivorLedger] + (1...2).map { cluster.directory + "/crash-\($0).ledger" })
+        let dead = try await cluster.deadLetters(topic: "ledger.dlq", count: 1)
+        survivor.signal()
+        #expect(try await survivor.waitForExit() == 0, "the survivor never ran v77")
+        #expect(dead.count == 1)
+        #expect(dead.first?.headers.contains(KafkaHeader(name: "conveyor.reason", string: "crash")) == true)
+        #expect(dead.first?.headers.contains(KafkaHeader(name: "conveyor.original.offset", string: "38")) == true)
+        #expect(!ledger(survivorLedger).map(\.value).contains("v77"))
         try await cluster.stop()
     }
 
