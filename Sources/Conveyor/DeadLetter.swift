@@ -22,11 +22,15 @@ public enum DeadLetter {
         public static let errorMessage = "conveyor.error.message"
         /// Why the record was dead-lettered: `attempts-exhausted`, `non-retryable` or `crash`.
         public static let reason = "conveyor.reason"
+        /// On a record of a retry topic: which of the handler's retry topics it is in (from 0).
+        public static let retryStage = "conveyor.retry.stage"
+        /// On a record of a retry topic: when it is due to run again.
+        public static let retryDue = "conveyor.retry.due"
 
         /// Every header Conveyor adds; a replay removes them, so that the record starts afresh.
         public static let all: Set<String> = [
             originalTopic, originalPartition, originalOffset, originalTimestamp, handler, group, attempts,
-            firstFailure, lastFailure, errorType, errorMessage, reason,
+            firstFailure, lastFailure, errorType, errorMessage, reason, retryStage, retryDue,
         ]
     }
 
@@ -61,22 +65,11 @@ public enum DeadLetter {
         failure: Failure,
         now: (wall: Int64, monotonic: ContinuousClock.Instant)
     ) -> KafkaProducerMessage {
-        func wall(_ instant: ContinuousClock.Instant) -> String {
-            let ago = now.monotonic - instant
-            return String(now.wall - Int64(ago.wholeMilliseconds))
-        }
-        var headers = record.headers
-        headers.append(KafkaHeader(name: Header.originalTopic, string: record.topic))
-        headers.append(KafkaHeader(name: Header.originalPartition, string: String(record.partition)))
-        headers.append(KafkaHeader(name: Header.originalOffset, string: String(record.offset)))
-        if let timestamp = record.timestamp {
-            headers.append(KafkaHeader(name: Header.originalTimestamp, string: String(timestamp.millisecondsSinceEpoch)))
-        }
+        var headers = Self.provenance(of: record, firstFailure: Self.wall(failure.firstFailure, now: now))
         headers.append(KafkaHeader(name: Header.handler, string: handler))
         headers.append(KafkaHeader(name: Header.group, string: group))
         headers.append(KafkaHeader(name: Header.attempts, string: String(failure.attempts)))
-        headers.append(KafkaHeader(name: Header.firstFailure, string: wall(failure.firstFailure)))
-        headers.append(KafkaHeader(name: Header.lastFailure, string: wall(failure.lastFailure)))
+        headers.append(KafkaHeader(name: Header.lastFailure, string: Self.wall(failure.lastFailure, now: now)))
         headers.append(KafkaHeader(name: Header.errorType, string: String(reflecting: type(of: failure.error))))
         headers.append(KafkaHeader(name: Header.errorMessage, value: Self.truncated("\(failure.error)")))
         headers.append(KafkaHeader(name: Header.reason, string: failure.reason.rawValue))
@@ -84,6 +77,59 @@ public enum DeadLetter {
             topic: topic, partition: nil, key: record.key.map(Array.init), value: record.value.map(Array.init),
             headers: headers
         )
+    }
+
+    /// The record of `record` for retry topic `topic` (stage `stage`), due at `due` (ms since 1970).
+    static func retryMessage(
+        for record: KafkaRecord,
+        to topic: String,
+        stage: Int,
+        due: Int64,
+        failure: Failure,
+        now: (wall: Int64, monotonic: ContinuousClock.Instant)
+    ) -> KafkaProducerMessage {
+        var headers = Self.provenance(of: record, firstFailure: Self.wall(failure.firstFailure, now: now))
+        headers.append(KafkaHeader(name: Header.attempts, string: String(failure.attempts)))
+        headers.append(KafkaHeader(name: Header.lastFailure, string: Self.wall(failure.lastFailure, now: now)))
+        headers.append(KafkaHeader(name: Header.errorType, string: String(reflecting: type(of: failure.error))))
+        headers.append(KafkaHeader(name: Header.errorMessage, value: Self.truncated("\(failure.error)")))
+        headers.append(KafkaHeader(name: Header.retryStage, string: String(stage)))
+        headers.append(KafkaHeader(name: Header.retryDue, string: String(due)))
+        // Keyed like the original, so that one key's retries of a stage keep their order.
+        return KafkaProducerMessage(
+            topic: topic, partition: nil, key: record.key.map(Array.init), value: record.value.map(Array.init),
+            headers: headers
+        )
+    }
+
+    /// The record's own headers (without Conveyor's), then where it came from first: the provenance headers it
+    /// carries if it comes from a retry topic, its own position otherwise; and when it first failed.
+    private static func provenance(of record: KafkaRecord, firstFailure: String) -> [KafkaHeader] {
+        func carried(_ name: String) -> String? {
+            record.headers.last { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
+        }
+        var headers = record.headers.filter { !Header.all.contains($0.name) }
+        if let topic = carried(Header.originalTopic) {
+            headers.append(KafkaHeader(name: Header.originalTopic, string: topic))
+            for name in [Header.originalPartition, Header.originalOffset, Header.originalTimestamp] {
+                if let value = carried(name) {
+                    headers.append(KafkaHeader(name: name, string: value))
+                }
+            }
+        } else {
+            headers.append(KafkaHeader(name: Header.originalTopic, string: record.topic))
+            headers.append(KafkaHeader(name: Header.originalPartition, string: String(record.partition)))
+            headers.append(KafkaHeader(name: Header.originalOffset, string: String(record.offset)))
+            if let timestamp = record.timestamp {
+                headers.append(KafkaHeader(name: Header.originalTimestamp, string: String(timestamp.millisecondsSinceEpoch)))
+            }
+        }
+        headers.append(KafkaHeader(name: Header.firstFailure, string: carried(Header.firstFailure) ?? firstFailure))
+        return headers
+    }
+
+    private static func wall(_ instant: ContinuousClock.Instant, now: (wall: Int64, monotonic: ContinuousClock.Instant)) -> String {
+        String(now.wall - Int64((now.monotonic - instant).wholeMilliseconds))
     }
 
     /// `text` as UTF-8, cut to at most ``maxErrorMessageBytes`` at a character boundary.

@@ -12,6 +12,8 @@ final class FailureHandler: Sendable {
         case handled
         /// It is in the dead-letter topic (its delivery was confirmed).
         case deadLettered
+        /// It is in the handler's next retry topic (its delivery was confirmed).
+        case sentToRetryTopic
         /// Acknowledged without effect.
         case skipped
         /// Its partition went away (or the process is stopping) first: not finished, the next owner gets it.
@@ -26,6 +28,8 @@ final class FailureHandler: Sendable {
     /// (and logged, counted and tried again) within seconds.
     let deadLetters: KafkaProducer
     let metrics: HandlerMetrics
+    /// The handler's delayed retry topics, if it has any.
+    let retryTopics: RetryTopics?
     /// Records whose dead-letter write is failing right now (the health state).
     let deadLetterBlocked = Atomic<Int>(0)
     /// The share of dead letters among recent records.
@@ -40,8 +44,10 @@ final class FailureHandler: Sendable {
         environment: HandlerEnvironment,
         deadLetters: KafkaProducer,
         metrics: HandlerMetrics,
+        retryTopics: RetryTopics?,
         floodGuard: FloodGuard
     ) {
+        self.retryTopics = retryTopics
         self.floodGuard = Mutex(floodGuard)
         self.handler = handler
         self.settings = settings
@@ -58,10 +64,13 @@ final class FailureHandler: Sendable {
         _ kafkaRecord: KafkaRecord,
         record: Record,
         after error: any Error,
+        attempt firstAttempt: Int,
         mayContinue: () -> Bool
     ) async -> (Outcome, failures: Int) {
         var failures = 0
-        let outcome = await self.recover(kafkaRecord, record: record, after: error, failures: &failures, mayContinue: mayContinue)
+        let outcome = await self.recover(
+            kafkaRecord, record: record, after: error, attempt: firstAttempt, failures: &failures, mayContinue: mayContinue
+        )
         return (outcome, failures)
     }
 
@@ -69,12 +78,13 @@ final class FailureHandler: Sendable {
         _ kafkaRecord: KafkaRecord,
         record: Record,
         after error: any Error,
+        attempt firstAttempt: Int,
         failures: inout Int,
         mayContinue: () -> Bool
     ) async -> Outcome {
         let clock = ContinuousClock()
         let firstFailure = clock.now
-        var failure = (attempt: 1, error: error, at: firstFailure)
+        var failure = (attempt: firstAttempt, error: error, at: firstFailure)
         var random = SystemRandomNumberGenerator()
         while true {
             failures += 1
@@ -87,18 +97,23 @@ final class FailureHandler: Sendable {
                 self.metrics.increment(.skips, topic: record.topic)
                 return .skipped
             case .deadLetter, .retry:
-                let exhausted = failure.attempt >= self.policy.maxAttempts
+                let exhausted = failure.attempt - firstAttempt + 1 >= self.policy.maxAttempts
                 guard action == .retry, !exhausted else {
                     let reason: DeadLetter.Reason = action == .deadLetter ? .nonRetryable : .attemptsExhausted
-                    return await self.deadLetter(
-                        kafkaRecord,
-                        failure: DeadLetter.Failure(
-                            reason: reason, attempts: failure.attempt, firstFailure: firstFailure,
-                            lastFailure: failure.at, error: failure.error
-                        ),
-                        logger: logger,
-                        mayContinue: mayContinue
+                    let given = DeadLetter.Failure(
+                        reason: reason, attempts: failure.attempt, firstFailure: firstFailure,
+                        lastFailure: failure.at, error: failure.error
                     )
+                    if action == .retry, let retryTopics = self.retryTopics {
+                        let stage = (RetryTopics.stage(of: kafkaRecord)?.stage ?? -1) + 1
+                        if stage < retryTopics.delays.count {
+                            return await self.sendToRetryTopic(
+                                kafkaRecord, stage: stage, topics: retryTopics, failure: given, logger: logger,
+                                mayContinue: mayContinue
+                            )
+                        }
+                    }
+                    return await self.deadLetter(kafkaRecord, failure: given, logger: logger, mayContinue: mayContinue)
                 }
                 let wait = self.policy.delay(afterAttempt: failure.attempt, using: &random)
                 logger.warning(
@@ -180,11 +195,51 @@ final class FailureHandler: Sendable {
             }
             return .abandoned
         }
-        let topic = self.settings.deadLetterTopic ?? kafkaRecord.topic + ".dlq"
+        let base = RetryTopics.stage(of: kafkaRecord)?.originalTopic ?? kafkaRecord.topic
+        let topic = self.settings.deadLetterTopic ?? base + ".dlq"
         let message = DeadLetter.message(
             for: kafkaRecord, to: topic, handler: self.settings.name, group: self.settings.groupID, failure: failure,
             now: (Int64(Date().timeIntervalSince1970 * 1000), ContinuousClock.now)
         )
+        guard let report = await self.write(message, logger: logger, mayContinue: mayContinue) else { return .abandoned }
+        logger.error(
+            "Record dead-lettered",
+            metadata: ["reason": "\(failure.reason.rawValue)", "attempts": "\(failure.attempts)",
+                       "error": "\(failure.error)", "dead-letter": "\(topic)[\(report.partition)]@\(report.offset)"]
+        )
+        self.metrics.increment(.deadLetters, topic: kafkaRecord.topic, reason: failure.reason.rawValue)
+        return .deadLettered
+    }
+
+    /// Publishes the record to the handler's retry topic of `stage`, due after that stage's delay.
+    private func sendToRetryTopic(
+        _ kafkaRecord: KafkaRecord,
+        stage: Int,
+        topics: RetryTopics,
+        failure: DeadLetter.Failure,
+        logger: Logger,
+        mayContinue: () -> Bool
+    ) async -> Outcome {
+        let base = RetryTopics.stage(of: kafkaRecord)?.originalTopic ?? kafkaRecord.topic
+        let topic = topics.topic(for: base, stage: stage)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let due = now + Int64(topics.delays[stage].wholeMilliseconds)
+        let message = DeadLetter.retryMessage(
+            for: kafkaRecord, to: topic, stage: stage, due: due, failure: failure, now: (now, ContinuousClock.now)
+        )
+        guard let report = await self.write(message, logger: logger, mayContinue: mayContinue) else { return .abandoned }
+        logger.warning(
+            "Record sent to a retry topic",
+            metadata: ["attempts": "\(failure.attempts)", "error": "\(failure.error)",
+                       "retry": "\(topic)[\(report.partition)]@\(report.offset)", "due-in-ms": "\(due - now)"]
+        )
+        self.metrics.increment(.retryTopicPublishes, topic: kafkaRecord.topic)
+        return .sentToRetryTopic
+    }
+
+    /// Writes `message` and waits for Kafka to confirm it, trying again with backoff while the write fails; `nil`
+    /// if the record's partition went away (or the process stops) first.
+    private func write(_ message: KafkaProducerMessage, logger: Logger, mayContinue: () -> Bool) async -> KafkaDeliveryReport? {
         var wait = Duration.milliseconds(100)
         var blocked = false
         defer {
@@ -194,27 +249,20 @@ final class FailureHandler: Sendable {
         }
         while true {
             do {
-                let report = try await self.deadLetters.send(message)
-                logger.error(
-                    "Record dead-lettered",
-                    metadata: ["reason": "\(failure.reason.rawValue)", "attempts": "\(failure.attempts)",
-                               "error": "\(failure.error)", "dead-letter": "\(topic)[\(report.partition)]@\(report.offset)"]
-                )
-                self.metrics.increment(.deadLetters, topic: kafkaRecord.topic, reason: failure.reason.rawValue)
-                return .deadLettered
+                return try await self.deadLetters.send(message)
             } catch {
-                self.metrics.increment(.deadLetterFailures, topic: kafkaRecord.topic)
+                self.metrics.increment(.deadLetterFailures, topic: message.topic)
                 if !blocked {
                     blocked = true
                     self.deadLetterBlocked.add(1, ordering: .relaxed)
                 }
                 logger.error(
-                    "Dead-letter write failed; the record stays in flight and is written again",
-                    metadata: ["dead-letter-topic": "\(topic)", "error": "\(error)", "retry-in-ms": "\(wait.wholeMilliseconds)"]
+                    "Write to \(message.topic) failed; the record stays in flight and is written again",
+                    metadata: ["error": "\(error)", "retry-in-ms": "\(wait.wholeMilliseconds)"]
                 )
                 try? await Task.sleep(for: wait)
                 wait = min(wait * 2, .seconds(10))
-                guard mayContinue(), !self.isStopping.load(ordering: .relaxed) else { return .abandoned }
+                guard mayContinue(), !self.isStopping.load(ordering: .relaxed) else { return nil }
             }
         }
     }

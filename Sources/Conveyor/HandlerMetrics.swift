@@ -14,8 +14,10 @@ final class HandlerMetrics: Sendable {
         case retries = "conveyor_retries_total"
         /// Records written to the dead-letter topic.
         case deadLetters = "conveyor_dead_letters_total"
-        /// Dead-letter writes that failed (and will be tried again).
+        /// Dead-letter and retry-topic writes that failed (and will be tried again), by the topic written.
         case deadLetterFailures = "conveyor_dead_letter_failures_total"
+        /// Records published to a retry topic.
+        case retryTopicPublishes = "conveyor_retry_topic_publishes_total"
         /// Records acknowledged without effect.
         case skips = "conveyor_skips_total"
         /// Records dead-lettered because processes died while running them.

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Dispatch
+import Foundation
 import Logging
 import RdKafka
 import ServiceLifecycle
@@ -21,6 +22,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var isShuttingDown = false
         /// Set once the flood guard tripped: fetching stays paused until the process restarts.
         var isPausedByFloodGuard = false
+        /// Partitions of retry topics paused until their first record is due (ms since 1970).
+        var heldUntilDue: [TopicPartition: Int64] = [:]
+        var sentToRetryTopics = 0
         /// Records abandoned at a drain or shutdown deadline.
         var abandoned: [TopicPartitionOffset] = []
         var consumer: KafkaConsumer?
@@ -48,6 +52,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let failures: FailureHandler
     private let crashes: CrashCounts
     private let journal: CrashJournal
+    private let retryTopics: RetryTopics?
+    /// The names of the retry topics this handler reads (empty without retry topics).
+    private let retryTopicNames: Set<String>
     /// Counts revocations, losses and the start of shutdown, so that a worker notices one without taking the lock
     /// per record.
     private let revocations = Atomic<Int>(0)
@@ -67,6 +74,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     ) {
         self.crashes = crashes
         self.journal = journal
+        self.retryTopics = settings.retryTopicDelays.isEmpty ? nil : RetryTopics(delays: settings.retryTopicDelays)
+        let sources = settings.topics ?? handler.topics
+        self.retryTopicNames = Set(self.retryTopics?.topics(for: sources) ?? [])
         self.handler = handler
         self.settings = settings
         self.configuration = configuration
@@ -82,20 +92,25 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.failures = FailureHandler(
             handler: handler, settings: settings, policy: configuration.retryPolicy(for: settings),
             environment: self.environment, deadLetters: deadLetters, metrics: self.metrics,
+            retryTopics: self.retryTopics,
             floodGuard: FloodGuard(window: configuration.floodGuardWindow, maxShare: configuration.floodGuardMaxShare)
         )
     }
 
     /// The topics this runtime subscribes to.
-    var topics: [String] { self.settings.topics ?? self.handler.topics }
+    var topics: [String] {
+        let sources = self.settings.topics ?? self.handler.topics
+        return sources + (self.retryTopics?.topics(for: sources) ?? [])
+    }
 
     /// Counters for summaries.
     var statistics: HandlerStatistics {
         self.state.withLock { state in
             HandlerStatistics(
                 name: self.settings.name, group: self.settings.groupID,
-                handled: state.finished - state.deadLettered - state.skipped,
+                handled: state.finished - state.deadLettered - state.skipped - state.sentToRetryTopics,
                 failedAttempts: state.failedAttempts, deadLettered: state.deadLettered, skipped: state.skipped,
+                sentToRetryTopics: state.sentToRetryTopics,
                 inFlight: state.inFlight,
                 isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0,
                 isPausedByFloodGuard: state.isPausedByFloodGuard
@@ -196,8 +211,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var count = 0
         var bytes = 0
         var tickets = [OffsetTracker.Ticket?](repeating: nil, count: records.count)
+        let notDue = self.retryTopicNames.isEmpty ? [] : self.holdRecordsNotDue(records, control: control)
         self.state.withLock { state in
-            for index in records.indices {
+            for index in records.indices where !notDue.contains(index) {
                 tickets[index] = state.tracker.dispatch(
                     topic: records[index].topic, partition: records[index].partition, offset: records[index].offset
                 )
@@ -225,6 +241,64 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
         if mustPause || self.budget.isPaused {
             self.pauseForBudget(control, control.assignment)
+        }
+    }
+
+    /// Records of retry topics that are not due yet are not dispatched: their partition is paused and sought back
+    /// to the first of them, and resumed when it is due. Returns the positions in `records` to leave out (the
+    /// first record not due of each partition, and every later one of that partition, held or not).
+    private func holdRecordsNotDue(_ records: [KafkaRecord], control: KafkaConsumerControl) -> Set<Int> {
+        var skipped = Set<Int>()
+        var holds: [TopicPartition: (offset: Int64, due: Int64)] = [:]
+        var already = self.state.withLock { Set($0.heldUntilDue.keys) }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for (index, record) in records.enumerated() where self.retryTopicNames.contains(record.topic) {
+            let partition = record.topicPartition
+            if already.contains(partition) {
+                skipped.insert(index)
+                continue
+            }
+            guard let stage = RetryTopics.stage(of: record), stage.due > now else { continue }
+            holds[partition] = (record.offset, stage.due)
+            already.insert(partition)
+            skipped.insert(index)
+        }
+        guard !holds.isEmpty else { return skipped }
+        do {
+            try control.pause(Set(holds.keys))
+            try control.seek(holds.map { TopicPartitionOffset($0.key, offset: $0.value.offset) })
+        } catch {
+            self.logger.error("Cannot hold a retry topic's partition until due", metadata: ["error": "\(error)"])
+        }
+        self.state.withLock { state in
+            for (partition, hold) in holds {
+                state.heldUntilDue[partition] = hold.due
+            }
+        }
+        for (partition, hold) in holds {
+            Task { await self.resume(partition, heldUntil: hold.due, from: now) }
+        }
+        return skipped
+    }
+
+    /// Resumes a retry topic's partition once its first record is due (unless it was revoked meanwhile, or the
+    /// budget paused fetching: then the budget resumes it).
+    private func resume(_ partition: TopicPartition, heldUntil due: Int64, from now: Int64) async {
+        try? await Task.sleep(for: .milliseconds(max(0, due - now)))
+        guard let consumer = self.state.withLock({ $0.consumer }) else { return }
+        try? await consumer.perform { control in
+            let resume = self.state.withLock { state -> Bool in
+                guard state.heldUntilDue[partition] == due else { return false }
+                state.heldUntilDue[partition] = nil
+                guard !self.budget.isPaused, !state.isShuttingDown, !state.isPausedByFloodGuard else {
+                    state.pausedForBudget.insert(partition)
+                    return false
+                }
+                return true
+            }
+            if resume, control.assignment.contains(partition) {
+                try control.resume([partition])
+            }
         }
     }
 
@@ -290,14 +364,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         lane: lane, handler: self.settings.name, topic: record.topic, partition: record.partition,
                         offset: record.offset
                     )
+                    // A record of a retry topic continues its attempt count.
+                    let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(record.topic)
+                        ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
                     do {
-                        try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: 1))
+                        try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
                         handled = true
                     } catch {
                         // Records finished so far are reported before the retries wait, so that a failing record
                         // does not hold back the offsets of the records before it.
                         self.report(progress)
-                        handled = await self.recover(run.batch[index], record: record, ticket: ticket, after: error)
+                        handled = await self.recover(run.batch[index], record: record, ticket: ticket, attempt: attempt, after: error)
                     }
                     self.journal.finish(lane: lane)
                 }
@@ -345,9 +422,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// Retries, dead-letters or skips a record whose first attempt threw; `true` if the record is done with (its
     /// offset may be committed), `false` if its partition went away first.
     private func recover(
-        _ kafkaRecord: KafkaRecord, record: Record, ticket: OffsetTracker.Ticket, after error: any Error
+        _ kafkaRecord: KafkaRecord, record: Record, ticket: OffsetTracker.Ticket, attempt: Int, after error: any Error
     ) async -> Bool {
-        let (outcome, failures) = await self.failures.recover(kafkaRecord, record: record, after: error) {
+        let (outcome, failures) = await self.failures.recover(kafkaRecord, record: record, after: error, attempt: attempt) {
             self.mayStart(ticket)
         }
         self.state.withLock { state in
@@ -355,12 +432,13 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             switch outcome {
             case .handled: break
             case .deadLettered: state.deadLettered += 1
+            case .sentToRetryTopic: state.sentToRetryTopics += 1
             case .skipped: state.skipped += 1
             case .abandoned: break
             }
         }
         switch outcome {
-        case .handled, .deadLettered, .skipped: return true
+        case .handled, .deadLettered, .skipped, .sentToRetryTopic: return true
         case .abandoned: return false
         }
     }
@@ -473,6 +551,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.revocations.add(1, ordering: .releasing)
         let abandoned: [TopicPartitionOffset] = self.state.withLock { state in
             state.pausedForBudget.subtract(partitions)
+            for partition in partitions {
+                state.heldUntilDue[partition] = nil
+            }
             let abandoned = partitions.flatMap { partition in
                 state.tracker.revoke(partition).map { TopicPartitionOffset(partition, offset: $0) }
             }

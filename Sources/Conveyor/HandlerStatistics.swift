@@ -12,6 +12,8 @@ public struct HandlerStatistics: Sendable, Hashable {
     public var deadLettered: Int
     /// Records acknowledged without effect.
     public var skipped: Int
+    /// Records published to a delayed retry topic (they are counted again when they run from there).
+    public var sentToRetryTopics: Int
     /// Records handed to the worker pool and not finished.
     public var inFlight: Int
     /// Whether a dead-letter write is failing right now (its records stay in flight; nothing is committed past

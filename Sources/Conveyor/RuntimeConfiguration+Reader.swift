@@ -95,6 +95,13 @@ extension RuntimeConfiguration {
                 settings.maxAttempts = self.optionalInteger(
                     "\(prefix).retry.max_attempts", key: ["handlers", name, "retry", "max_attempts"], 1...1_000_000
                 )
+                for text in self.reader.stringArray(forKey: .init(["handlers", name, "retry_topics_ms"])) ?? [] {
+                    guard let milliseconds = Int(text), (1...86_400_000).contains(milliseconds) else {
+                        self.problem("\(prefix).retry_topics_ms", "expected delays in milliseconds (1...86400000), got '\(text)'")
+                        continue
+                    }
+                    settings.retryTopicDelays.append(.milliseconds(milliseconds))
+                }
                 if let topic = self.reader.string(forKey: .init(["handlers", name, "dead_letter_topic"])) {
                     if topic.isEmpty {
                         self.problem("\(prefix).dead_letter_topic", "must not be empty")

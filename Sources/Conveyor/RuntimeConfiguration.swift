@@ -19,6 +19,9 @@ public struct RuntimeConfiguration: Sendable {
         public var maxAttempts: Int?
         /// `handlers.<name>.dead_letter_topic`. Default `<source topic>.dlq`.
         public var deadLetterTopic: String?
+        /// `handlers.<name>.retry_topics_ms`: delays of the delayed retry topics `<topic>.retry.<delay>`, in
+        /// order. Default none.
+        public var retryTopicDelays: [Duration] = []
 
         /// Settings for handler `name` with every default.
         public init(name: String) {

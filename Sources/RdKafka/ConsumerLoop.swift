@@ -246,6 +246,18 @@ final class ConsumerLoop: @unchecked Sendable {
         self.paused.formUnion(toPause)
     }
 
+    func seek(_ offsets: some Collection<TopicPartitionOffset>) throws {
+        try self.requireAssigned(offsets.map(\.topicPartition), operation: "seek")
+        guard !offsets.isEmpty else { return }
+        let list = PartitionList(offsets)
+        // A zero timeout: the seek is applied by librdkafka's threads; the poll thread does not wait for it.
+        if let error = rd_kafka_seek_partitions(self.client.pointer, list.pointer, 0) {
+            let code = rd_kafka_error_code(error)
+            rd_kafka_error_destroy(error)
+            throw KafkaError.translate(code, context: "seek \(Array(offsets))")
+        }
+    }
+
     func resume(_ partitions: some Collection<TopicPartition>) throws {
         let toResume = partitions.filter { self.paused.contains($0) }
         guard !toResume.isEmpty else { return }

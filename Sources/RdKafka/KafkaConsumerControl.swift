@@ -28,6 +28,14 @@ public struct KafkaConsumerControl {
         try self.loop.resume(partitions)
     }
 
+    /// Makes the next records of each partition come from the given offset (the next fetch starts there).
+    /// Pause a partition before seeking it back, or records fetched meanwhile may arrive before the seek applies.
+    ///
+    /// - Throws: ``KafkaError/Code/partitionNotAssigned`` if a partition is not assigned to this consumer.
+    public func seek(_ offsets: some Collection<TopicPartitionOffset>) throws {
+        try self.loop.seek(offsets)
+    }
+
     /// Stores offsets to be committed by the next commit. Each offset is the next record to consume.
     ///
     /// - Throws: ``KafkaError/Code/partitionNotAssigned`` naming every partition this consumer does not own;

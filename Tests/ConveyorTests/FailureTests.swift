@@ -34,6 +34,8 @@ enum Behaviour {
     static let refused = "refused"
     /// Throws ``SkipRecord``.
     static let skip = "skip"
+    /// Throws a retryable error on its first two attempts.
+    static let twice = "twice"
 }
 
 struct TransientFailure: Error, CustomStringConvertible {
@@ -52,6 +54,7 @@ extension ScriptedHandler {
             switch value {
             case Behaviour.poison: TransientFailure()
             case Behaviour.flaky where context.attempt == 1: TransientFailure()
+            case Behaviour.twice where context.attempt <= 2: TransientFailure()
             case Behaviour.refused: NonRetryableError("order \(value) has no customer")
             case Behaviour.skip: SkipRecord("test record")
             default: nil
@@ -70,9 +73,10 @@ struct ScriptedB: ScriptedHandler { static let name = "scripted-b" }
 struct ScriptedC: ScriptedHandler { static let name = "scripted-c" }
 struct ScriptedD: ScriptedHandler { static let name = "scripted-d" }
 struct ScriptedE: ScriptedHandler { static let name = "scripted-e" }
+struct ScriptedF: ScriptedHandler { static let name = "scripted-f" }
 
 private let registry = try! HandlerRegistry([
-    ScriptedA.self, ScriptedB.self, ScriptedC.self, ScriptedD.self, ScriptedE.self,
+    ScriptedA.self, ScriptedB.self, ScriptedC.self, ScriptedD.self, ScriptedE.self, ScriptedF.self,
 ])
 
 private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
@@ -267,6 +271,42 @@ struct FailureTests {
         #expect(statistics.deadLettered == 1)
         #expect(ScriptedC().classify(ConveyorError(.decodeFailed, "not JSON")) == .deadLetter)
         #expect(ScriptedC().classify(TransientFailure()) == .retry)
+    }
+
+    @Test("Retry topics: a record failing twice passes through two retry topics, held until due, handled once")
+    func retryTopics() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "retried-orders"
+        try kafka.createTopic(topic, partitions: 2)
+        for name in [topic + ".retry.1s", topic + ".retry.1500ms", topic + ".dlq"] {
+            try kafka.createTopic(name, partitions: 2)
+        }
+        try await produce(
+            (0..<50).map { KafkaProducerMessage(topic: topic, key: Array("k\($0)".utf8), value: Array(($0 == 20 ? Behaviour.twice : "r\($0)").utf8)) },
+            to: kafka
+        )
+        var configuration = configuration(kafka, topic: topic, handler: ScriptedF.name, policy: RetryPolicy(maxAttempts: 1, backoff: .none))
+        configuration.handlers[0].retryTopicDelays = [.seconds(1), .milliseconds(1500)]
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let run = Task { try await supervisor.run(signals: []) }
+        let seen = try await calls.wait(for: "the record's third attempt", timeout: .seconds(60)) { calls in
+            calls.contains { $0.handler == ScriptedF.name && $0.value == Behaviour.twice && $0.succeeded }
+                && calls.filter { $0.handler == ScriptedF.name && $0.succeeded }.count >= 50
+        }.filter { $0.handler == ScriptedF.name }
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+
+        let twice = seen.filter { $0.value == Behaviour.twice }
+        #expect(twice.map(\.attempt) == [1, 2, 3])
+        #expect(twice.filter(\.succeeded).count == 1, "handled once")
+        if twice.count == 3 {
+            #expect(twice[1].at - twice[0].at >= .milliseconds(950), "held for the first retry topic's second")
+            #expect(twice[2].at - twice[1].at >= .milliseconds(1_450), "held for the second's 1.5 s")
+        }
+        #expect(Set(seen.filter(\.succeeded).map(\.value)).count == 50, "nothing lost")
+        #expect(statistics.sentToRetryTopics == 2)
+        #expect(statistics.deadLettered == 0)
     }
 
     @Test("DLQ leader down: nothing committed past the record, nothing lost; when it returns, the dead letter appears")
