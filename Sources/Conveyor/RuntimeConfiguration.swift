@@ -113,7 +113,7 @@ public struct RuntimeConfiguration: Sendable {
     }
 
     /// The retry policy of one handler.
-    func retryPolicy(for handler: HandlerSettings) -> RetryPolicy {
+    public func retryPolicy(for handler: HandlerSettings) -> RetryPolicy {
         var policy = self.retryPolicy
         if let maxAttempts = handler.maxAttempts {
             policy.maxAttempts = maxAttempts

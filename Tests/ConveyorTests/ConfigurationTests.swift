@@ -36,9 +36,25 @@ struct RuntimeConfigurationTests {
               properties: ["fetch.wait.max.ms=50"]
             workers:
               concurrency: 8
+            retry:
+              max_attempts: 3
+              backoff: fixed
+              backoff_ms: 250
+            dead_letter:
+              delivery_timeout_ms: 2000
+              flood_guard:
+                window: 50
+                max_share: 0.25
+            crash:
+              max: 3
+              journal_directory: /var/lib/conveyor
             handlers:
               enabled: [a, b]
               b:
+                retry:
+                  max_attempts: 7
+                retry_topics_ms: [1000, 60000]
+                dead_letter_topic: b-failures
                 group_id: custom
                 topics: [x, y]
                 ordering: none
@@ -53,6 +69,16 @@ struct RuntimeConfigurationTests {
         #expect(b.topics == ["x", "y"])
         #expect(b.ordering == Ordering.none)
         #expect(b.properties == ["max.poll.interval.ms": "600000"])
+        #expect(configuration.retryPolicy == RetryPolicy(maxAttempts: 3, backoff: .fixed(.milliseconds(250))))
+        #expect(configuration.retryPolicy(for: b).maxAttempts == 7)
+        #expect(configuration.retryPolicy(for: configuration.handlers[0]).maxAttempts == 3)
+        #expect(b.retryTopicDelays == [.seconds(1), .seconds(60)])
+        #expect(b.deadLetterTopic == "b-failures")
+        #expect(configuration.deadLetterDeliveryTimeout == .seconds(2))
+        #expect(configuration.floodGuardWindow == 50)
+        #expect(configuration.floodGuardMaxShare == 0.25)
+        #expect(configuration.crashMax == 3)
+        #expect(configuration.journalDirectory == "/var/lib/conveyor")
     }
 
     @Test("Keys left out keep their documented defaults, sub-second ones included")
@@ -85,16 +111,28 @@ struct RuntimeConfigurationTests {
               concurrency: lots
             commit:
               interval_ms: -5
+            retry:
+              backoff: sometimes
+              jitter: 2
+            dead_letter:
+              flood_guard:
+                max_share: half
+            crash:
+              max: 0
             handlers:
               enabled: [a, a]
               a:
                 ordering: random
+                retry_topics_ms: [soon]
+                retry:
+                  max_attempts: 0
             """)
         let problems = RuntimeConfiguration.problems(in: reader)
         let keys = Set(problems.map(\.key))
         #expect(keys == [
             "kafka.bootstrap_servers", "kafka.properties", "kafka.assignment_strategy", "workers.concurrency",
-            "commit.interval_ms", "handlers.enabled", "handlers.a.ordering",
+            "commit.interval_ms", "handlers.enabled", "handlers.a.ordering", "retry.backoff", "retry.jitter",
+            "dead_letter.flood_guard.max_share", "crash.max", "handlers.a.retry_topics_ms", "handlers.a.retry.max_attempts",
         ])
         #expect(problems.contains { $0.message.contains("no.such.property") })
         #expect(problems.contains { $0.message.contains("'lots'") })
