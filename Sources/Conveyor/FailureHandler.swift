@@ -32,6 +32,9 @@ final class FailureHandler: Sendable {
     let retryTopics: RetryTopics?
     /// Records whose dead-letter write is failing right now (the health state).
     let deadLetterBlocked = Atomic<Int>(0)
+    /// Source partitions with a record whose dead-letter (or retry-topic) write is failing, and how many: the
+    /// runtime pauses them until the writes succeed.
+    private let blockedPartitions = Mutex<[TopicPartition: Int]>([:])
     /// The share of dead letters among recent records.
     private let floodGuard: Mutex<FloodGuard>
     /// Set when the process stops: held records and failing dead-letter writes give up (and are redelivered).
@@ -143,6 +146,11 @@ final class FailureHandler: Sendable {
         self.isStopping.store(true, ordering: .relaxed)
     }
 
+    /// The source partitions waiting for a failing write.
+    var partitionsBlockedByWrites: Set<TopicPartition> {
+        self.blockedPartitions.withLock { Set($0.keys) }
+    }
+
     /// Records finished, for the flood guard's window.
     func noteFinished(_ count: Int) {
         self.floodGuard.withLock { $0.finished(count) }
@@ -201,7 +209,9 @@ final class FailureHandler: Sendable {
             for: kafkaRecord, to: topic, handler: self.settings.name, group: self.settings.groupID, failure: failure,
             now: (Int64(Date().timeIntervalSince1970 * 1000), ContinuousClock.now)
         )
-        guard let report = await self.write(message, logger: logger, mayContinue: mayContinue) else { return .abandoned }
+        guard let report = await self.write(message, for: kafkaRecord, logger: logger, mayContinue: mayContinue) else {
+            return .abandoned
+        }
         logger.error(
             "Record dead-lettered",
             metadata: ["reason": "\(failure.reason.rawValue)", "attempts": "\(failure.attempts)",
@@ -227,7 +237,9 @@ final class FailureHandler: Sendable {
         let message = DeadLetter.retryMessage(
             for: kafkaRecord, to: topic, stage: stage, due: due, failure: failure, now: (now, ContinuousClock.now)
         )
-        guard let report = await self.write(message, logger: logger, mayContinue: mayContinue) else { return .abandoned }
+        guard let report = await self.write(message, for: kafkaRecord, logger: logger, mayContinue: mayContinue) else {
+            return .abandoned
+        }
         logger.warning(
             "Record sent to a retry topic",
             metadata: ["attempts": "\(failure.attempts)", "error": "\(failure.error)",
@@ -239,12 +251,21 @@ final class FailureHandler: Sendable {
 
     /// Writes `message` and waits for Kafka to confirm it, trying again with backoff while the write fails; `nil`
     /// if the record's partition went away (or the process stops) first.
-    private func write(_ message: KafkaProducerMessage, logger: Logger, mayContinue: () -> Bool) async -> KafkaDeliveryReport? {
+    private func write(
+        _ message: KafkaProducerMessage, for source: KafkaRecord, logger: Logger, mayContinue: () -> Bool
+    ) async -> KafkaDeliveryReport? {
         var wait = Duration.milliseconds(100)
         var blocked = false
+        let partition = source.topicPartition
         defer {
             if blocked {
                 self.deadLetterBlocked.subtract(1, ordering: .relaxed)
+                self.blockedPartitions.withLock { partitions in
+                    partitions[partition, default: 1] -= 1
+                    if partitions[partition] == 0 {
+                        partitions[partition] = nil
+                    }
+                }
             }
         }
         while true {
@@ -255,9 +276,10 @@ final class FailureHandler: Sendable {
                 if !blocked {
                     blocked = true
                     self.deadLetterBlocked.add(1, ordering: .relaxed)
+                    self.blockedPartitions.withLock { $0[partition, default: 0] += 1 }
                 }
                 logger.error(
-                    "Write to \(message.topic) failed; the record stays in flight and is written again",
+                    "Write to \(message.topic) failed; its partition pauses and the record is written again",
                     metadata: ["error": "\(error)", "retry-in-ms": "\(wait.wholeMilliseconds)"]
                 )
                 try? await Task.sleep(for: wait)

@@ -22,6 +22,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var isShuttingDown = false
         /// Set once the flood guard tripped: fetching stays paused until the process restarts.
         var isPausedByFloodGuard = false
+        /// Partitions paused because a dead-letter (or retry-topic) write of one of their records is failing.
+        var pausedForWrites: Set<TopicPartition> = []
         /// Partitions of retry topics paused until their first record is due (ms since 1970).
         var heldUntilDue: [TopicPartition: Int64] = [:]
         var sentToRetryTopics = 0
@@ -113,6 +115,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 sentToRetryTopics: state.sentToRetryTopics,
                 inFlight: state.inFlight,
                 isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0,
+                partitionsPausedForWrites: state.pausedForWrites,
                 isPausedByFloodGuard: state.isPausedByFloodGuard
             )
         }
@@ -141,6 +144,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 try? await Task.sleep(for: Self.collectInterval)
                 self.collectCompletions()
                 await self.pauseIfFloodGuardTripped(consumer)
+                await self.pauseWhileWritesFail(consumer)
             }
         }
         defer { collector.cancel() }
@@ -323,6 +327,35 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
     }
 
+    /// Pauses the partitions whose dead-letter (or retry-topic) write keeps failing, and resumes them once it
+    /// succeeded (unless something else keeps them paused).
+    private func pauseWhileWritesFail(_ consumer: KafkaConsumer) async {
+        let blocked = self.failures.partitionsBlockedByWrites
+        let (toPause, toResume) = self.state.withLock { state -> (Set<TopicPartition>, Set<TopicPartition>) in
+            let toPause = blocked.subtracting(state.pausedForWrites)
+            let toResume = state.pausedForWrites.subtracting(blocked)
+            return (toPause, toResume)
+        }
+        guard !toPause.isEmpty || !toResume.isEmpty else { return }
+        try? await consumer.perform { control in
+            let pausing = toPause.intersection(control.assignment).subtracting(control.paused)
+            try control.pause(pausing)
+            let resuming = self.state.withLock { state -> Set<TopicPartition> in
+                state.pausedForWrites.formUnion(pausing)
+                state.pausedForWrites.subtract(toResume)
+                guard !self.budget.isPaused, !state.isShuttingDown, !state.isPausedByFloodGuard else {
+                    state.pausedForBudget.formUnion(toResume)
+                    return []
+                }
+                return toResume.subtracting(state.heldUntilDue.keys)
+            }
+            try control.resume(resuming.intersection(control.assignment))
+            if !pausing.isEmpty {
+                self.logger.warning("Fetching paused: a dead-letter write is failing", metadata: ["partitions": "\(pausing)"])
+            }
+        }
+    }
+
     private func resumeAfterBudget() {
         guard let consumer = self.state.withLock({ $0.consumer }) else { return }
         Task {
@@ -335,7 +368,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     self.state.withLock { $0.pausedForBudget.formUnion(paused) }
                     return
                 }
-                try control.resume(paused.intersection(control.assignment))
+                let keptPaused = self.state.withLock { $0.pausedForWrites.union($0.heldUntilDue.keys) }
+                try control.resume(paused.intersection(control.assignment).subtracting(keptPaused))
             }
         }
     }
@@ -554,6 +588,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             for partition in partitions {
                 state.heldUntilDue[partition] = nil
             }
+            state.pausedForWrites.subtract(partitions)
             let abandoned = partitions.flatMap { partition in
                 state.tracker.revoke(partition).map { TopicPartitionOffset(partition, offset: $0) }
             }

@@ -1,3 +1,5 @@
+import RdKafka
+
 /// Counters of one handler in this process.
 public struct HandlerStatistics: Sendable, Hashable {
     /// The handler's name.
@@ -19,6 +21,8 @@ public struct HandlerStatistics: Sendable, Hashable {
     /// Whether a dead-letter write is failing right now (its records stay in flight; nothing is committed past
     /// them).
     public var isDeadLetterBlocked: Bool
+    /// Partitions paused because a dead-letter (or retry-topic) write of one of their records keeps failing.
+    public var partitionsPausedForWrites: Set<TopicPartition>
     /// Whether the flood guard paused the handler (too many recent records dead-lettered).
     public var isPausedByFloodGuard: Bool
 }

@@ -340,6 +340,7 @@ struct FailureTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(supervisor.statistics.first?.isDeadLetterBlocked == true, "the health state says so")
+        #expect(supervisor.statistics.first?.partitionsPausedForWrites == [TopicPartition(topic, 0)], "the partition pauses")
         try await Task.sleep(for: .milliseconds(600))
         let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
         let partition = TopicPartition(topic, 0)
@@ -368,6 +369,7 @@ struct FailureTests {
         #expect(letters.first.flatMap { header($0, DeadLetter.Header.originalOffset) } == "10")
         #expect(committed[partition] == 100, "the partition moved on")
         #expect(supervisor.statistics.first?.isDeadLetterBlocked == false)
+        #expect(supervisor.statistics.first?.partitionsPausedForWrites.isEmpty == true, "and resumed")
     }
 }
 
