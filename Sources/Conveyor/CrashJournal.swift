@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Foundation
 
-/// The records each worker lane of this process is running, in a memory-mapped file, so that when the process
+/// The record each worker lane of this process is running, in a memory-mapped file, so that when the process
 /// dies (a Swift trap, a SIGKILL), the next process to look at the journal directory knows which records were
 /// running at that moment.
 ///
@@ -12,8 +12,8 @@ import Foundation
 /// process crashes). The file is locked (`flock`) for the process's lifetime; an unlocked journal belongs to a
 /// process that died. A clean stop deletes it.
 ///
-/// `@unchecked Sendable`: the mapping is written only through ``start(lane:handler:topic:partition:offset:)`` and
-/// ``finish(lane:)``, and each lane's slot only by that lane's worker, which runs one record at a time; nothing in
+/// `@unchecked Sendable`: the mapping is written only through ``prepare(lane:handler:topic:)``,
+/// ``start(lane:partition:offset:)`` and ``finish(lane:)``, and each lane's slot only by that lane's worker, which runs one record at a time; nothing in
 /// this process reads the mapping. Other processes read it only after this one died.
 final class CrashJournal: @unchecked Sendable {
     static let magic = Array("CONVEYOR-JOURNAL-1".utf8)
@@ -61,11 +61,18 @@ final class CrashJournal: @unchecked Sendable {
         self.base.storeBytes(of: UInt32(lanes), toByteOffset: 32, as: UInt32.self)
     }
 
-    /// Lane `lane` starts running a record.
-    func start(lane: Int, handler: String, topic: String, partition: Int32, offset: Int64) {
+    /// Lane `lane` is about to run records of `handler` from `topic` (written once per run of records, not per
+    /// record). Leaves the slot idle.
+    func prepare(lane: Int, handler: String, topic: String) {
         let slot = self.base + Self.headerSize + (lane % self.lanes) * Self.slotSize
+        slot.storeBytes(of: 0, as: UInt8.self)
         Self.write(handler, capacity: Self.handlerCapacity, at: slot + 1)
         Self.write(topic, capacity: Self.topicCapacity, at: slot + 64)
+    }
+
+    /// Lane `lane` starts running a record of the handler and topic it was prepared for.
+    func start(lane: Int, partition: Int32, offset: Int64) {
+        let slot = self.base + Self.headerSize + (lane % self.lanes) * Self.slotSize
         slot.storeBytes(of: partition, toByteOffset: 192, as: Int32.self)
         slot.storeBytes(of: offset, toByteOffset: 200, as: Int64.self)
         slot.storeBytes(of: 1, as: UInt8.self)

@@ -380,6 +380,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// the revocation count when they were dispatched: while it has not moved, their partitions are still theirs.
     private func run(_ run: LaneRun, lane: Int, dispatchedAfter revocations: Int) async {
         let crashes = self.crashes.snapshot(handler: self.settings.name)
+        // The topic the lane's journal slot names (another handler's run may have used the lane meanwhile).
+        var journalTopic: String?
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
         self.state.withLock { $0.runningProgress[key] = progress }
@@ -394,10 +396,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     self.report(progress)
                     handled = await self.quarantine(run.batch[index], record: record, ticket: ticket, crashes: count)
                 } else {
-                    self.journal.start(
-                        lane: lane, handler: self.settings.name, topic: record.topic, partition: record.partition,
-                        offset: record.offset
-                    )
+                    if record.topic != journalTopic {
+                        self.journal.prepare(lane: lane, handler: self.settings.name, topic: record.topic)
+                        journalTopic = record.topic
+                    }
+                    self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
                     // A record of a retry topic continues its attempt count.
                     let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(record.topic)
                         ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
