@@ -22,6 +22,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var isShuttingDown = false
         /// Set once the flood guard tripped: fetching stays paused until the process restarts.
         var isPausedByFloodGuard = false
+        /// Ordering keys with a record waiting for a retry, and the records queued behind it, in order.
+        var parked: [OrderingKey: [Parked]] = [:]
         /// Partitions paused because a dead-letter (or retry-topic) write of one of their records is failing.
         var pausedForWrites: Set<TopicPartition> = []
         /// Partitions of retry topics paused until their first record is due (ms since 1970).
@@ -57,6 +59,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let retryTopics: RetryTopics?
     /// The names of the retry topics this handler reads (empty without retry topics).
     private let retryTopicNames: Set<String>
+    /// Keys with a record waiting for a retry (``State/parked``), read without the lock per record.
+    private let parkedKeys = Atomic<Int>(0)
     /// Counts revocations, losses and the start of shutdown, so that a worker notices one without taking the lock
     /// per record.
     private let revocations = Atomic<Int>(0)
@@ -391,6 +395,16 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             var handled = false
             if live {
                 let index = run.indices[position]
+                // A record of a retry topic continues its attempt count.
+                let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(run.batch[index].topic)
+                    ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
+                if self.parkedKeys.load(ordering: .relaxed) > 0,
+                    self.queueBehindParked(run.batch[index], ticket: ticket, attempt: attempt)
+                {
+                    progress.markHandedOff(position)
+                    progress.finish(through: position)
+                    continue
+                }
                 let record = Record(run.batch[index])
                 if !crashes.isEmpty, let count = self.crashCount(of: run.batch[index], in: crashes), count >= self.configuration.crashMax {
                     self.report(progress)
@@ -401,17 +415,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         journalTopic = record.topic
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
-                    // A record of a retry topic continues its attempt count.
-                    let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(record.topic)
-                        ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
                     do {
                         try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
                         handled = true
                     } catch {
-                        // Records finished so far are reported before the retries wait, so that a failing record
-                        // does not hold back the offsets of the records before it.
-                        self.report(progress)
-                        handled = await self.recover(run.batch[index], record: record, ticket: ticket, attempt: attempt, after: error)
+                        // The record waits for its retries in a task of its own; the lane moves on, and later
+                        // records of its key queue behind it.
+                        self.handOff(run.batch[index], ticket: ticket, attempt: attempt, error: error)
+                        self.journal.finish(lane: lane)
+                        progress.markHandedOff(position)
+                        progress.finish(through: position)
+                        continue
                     }
                     self.journal.finish(lane: lane)
                 }
@@ -501,30 +515,118 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Reports a run's newly finished records to the tracker, the counters and the budget.
     private func report(_ progress: LaneRunProgress) {
-        guard let report = progress.takeReport() else { return }
+        guard let report = progress.takeReport(), report.count > 0 else { return }
+        self.settle(finished: report.finished, skipped: report.skipped, bytes: report.bytes)
+        for (topic, count) in report.attemptedByTopic {
+            self.metrics.increment(.attempts, topic: topic, by: count)
+        }
+    }
+
+    /// Tells the tracker, the counters and the budget that records left the runtime.
+    private func settle(finished: [OffsetTracker.Ticket], skipped: [OffsetTracker.Ticket], bytes: Int) {
+        let count = finished.count + skipped.count
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
-            var unhandled = report.unhandled[...]
-            for ticket in report.tickets {
-                if ticket == unhandled.first {
-                    unhandled.removeFirst()
-                    state.tracker.skip(ticket)
-                } else {
-                    state.tracker.finish(ticket)
-                }
+            for ticket in finished {
+                state.tracker.finish(ticket)
             }
-            state.finished += report.tickets.count - report.unhandled.count
-            state.inFlight -= report.tickets.count
+            for ticket in skipped {
+                state.tracker.skip(ticket)
+            }
+            state.finished += finished.count
+            state.inFlight -= count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }
             defer { state.idleWaiters.removeAll() }
             return (state.drainSignal, state.idleWaiters)
         }
         signal?.signal()
         idle.forEach { $0.resume() }
-        self.budget.remove(records: report.tickets.count, bytes: report.bytes)
-        for (topic, count) in report.attemptedByTopic {
-            self.metrics.increment(.attempts, topic: topic, by: count)
+        self.budget.remove(records: count, bytes: bytes)
+        self.failures.noteFinished(finished.count)
+    }
+
+    // MARK: - Keys waiting for a retry
+
+    /// What orders a record: records with equal ordering keys run one after another.
+    enum OrderingKey: Hashable, Sendable {
+        case key(topic: String, bytes: [UInt8])
+        case partition(TopicPartition)
+    }
+
+    /// A record queued behind its key's record that waits for a retry.
+    struct Parked: Sendable {
+        let record: KafkaRecord
+        let ticket: OffsetTracker.Ticket
+        let attempt: Int
+    }
+
+    /// The ordering key of a record under the handler's ordering (`nil` under ``Ordering/none``).
+    private func orderingKey(of record: KafkaRecord) -> OrderingKey? {
+        switch self.settings.ordering {
+        case .none: nil
+        case .partition: .partition(record.topicPartition)
+        case .key: record.key.map { .key(topic: record.topic, bytes: Array($0)) } ?? .partition(record.topicPartition)
         }
-        self.failures.noteFinished(report.tickets.count - report.unhandled.count)
+    }
+
+    /// Queues `record` behind its key's waiting record, if its key is parked; `true` if it was queued.
+    private func queueBehindParked(_ record: KafkaRecord, ticket: OffsetTracker.Ticket, attempt: Int) -> Bool {
+        guard let key = self.orderingKey(of: record) else { return false }
+        return self.state.withLock { state in
+            guard state.parked[key] != nil else { return false }
+            state.parked[key]!.append(Parked(record: record, ticket: ticket, attempt: attempt))
+            return true
+        }
+    }
+
+    /// Hands a record whose first attempt failed to a task of its own: it waits for its retries there while the
+    /// lane moves on, and the later records of its key queue behind it (see ``queueBehindParked``).
+    private func handOff(_ record: KafkaRecord, ticket: OffsetTracker.Ticket, attempt: Int, error: any Error) {
+        self.metrics.increment(.attempts, topic: record.topic)
+        let key = self.orderingKey(of: record)
+        if let key {
+            self.state.withLock { $0.parked[key] = [] }
+            self.parkedKeys.add(1, ordering: .relaxed)
+        }
+        self.pool.detached {
+            var next: (record: KafkaRecord, ticket: OffsetTracker.Ticket, attempt: Int, error: (any Error)?)? =
+                (record, ticket, attempt, error)
+            while let (record, ticket, attempt, error) = next {
+                let handled = await self.runParked(record, ticket: ticket, attempt: attempt, failedWith: error)
+                self.settle(
+                    finished: handled ? [ticket] : [], skipped: handled ? [] : [ticket], bytes: record.byteCount
+                )
+                next = key.flatMap { key in
+                    self.state.withLock { state in
+                        guard let first = state.parked[key]?.first else {
+                            state.parked[key] = nil
+                            self.parkedKeys.subtract(1, ordering: .relaxed)
+                            return nil
+                        }
+                        state.parked[key]!.removeFirst()
+                        return (first.record, first.ticket, first.attempt, nil)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a handed-off record: its retries after `error`, or (for one queued behind it) its first attempt and
+    /// retries. `true` if handled, dead-lettered, skipped or sent to a retry topic.
+    private func runParked(
+        _ kafkaRecord: KafkaRecord, ticket: OffsetTracker.Ticket, attempt: Int, failedWith error: (any Error)?
+    ) async -> Bool {
+        let record = Record(kafkaRecord)
+        if let error {
+            return await self.recover(kafkaRecord, record: record, ticket: ticket, attempt: attempt, after: error)
+        }
+        guard self.mayStart(ticket) else { return false }
+        self.metrics.increment(.attempts, topic: record.topic)
+        do {
+            try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
+            return true
+        } catch {
+            return await self.recover(kafkaRecord, record: record, ticket: ticket, attempt: attempt, after: error)
+        }
     }
 
     // MARK: - Rebalance (poll thread)

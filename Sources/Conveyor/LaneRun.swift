@@ -21,21 +21,30 @@ struct LaneRun: Sendable {
 final class LaneRunProgress: Sendable {
     /// What a report hands to the runtime.
     struct Report {
-        /// Tickets of the newly settled records, in run order.
-        var tickets: ArraySlice<OffsetTracker.Ticket>
-        /// Those of them not handled (skipped, or given up between retries because their partition went away),
-        /// in run order.
-        var unhandled: [OffsetTracker.Ticket]
-        /// Their key and value bytes.
-        var bytes: Int
-        /// How many of them the handler was called for, by topic (the runs of one topic in run order).
-        var attemptedByTopic: [(String, Int)]
+        /// Tickets of the newly finished records (the watermark may pass them).
+        var finished: [OffsetTracker.Ticket] = []
+        /// Tickets of the newly settled records that were not handled (skipped, or given up between retries
+        /// because their partition went away): the watermark never passes them.
+        var skipped: [OffsetTracker.Ticket] = []
+        /// The key and value bytes of both.
+        var bytes = 0
+        /// How many records the handler was called for, by topic (runs of one topic in run order).
+        var attemptedByTopic: [(String, Int)] = []
+
+        /// Records settled by this report.
+        var count: Int { self.finished.count + self.skipped.count }
+    }
+
+    /// What happened to a record, when it was not simply handled.
+    private enum Special {
+        case unhandled
+        /// Its key waits for a retry: a task of its own finishes it (and the runtime hears from that task).
+        case handedOff
     }
 
     private struct Reporting {
         var reported = 0
-        /// Positions of records given up, ascending.
-        var unhandled: [Int] = []
+        var special: [Int: Special] = [:]
     }
 
     let run: LaneRun
@@ -48,47 +57,56 @@ final class LaneRunProgress: Sendable {
 
     /// The record at `position` was given up rather than handled; call before ``finish(through:)``.
     func markUnhandled(_ position: Int) {
-        self.reporting.withLock { $0.unhandled.append(position) }
+        self.reporting.withLock { $0.special[position] = .unhandled }
     }
 
-    /// Records up to and including `position` are finished.
+    /// The record at `position` was handed to a task of its key; call before ``finish(through:)``.
+    func markHandedOff(_ position: Int) {
+        self.reporting.withLock { $0.special[position] = .handedOff }
+    }
+
+    /// Records up to and including `position` are done with on this lane.
     func finish(through position: Int) {
         self.finished.store(position + 1, ordering: .releasing)
     }
 
-    /// The tickets of the records that started: the finished ones and the one running (if any).
+    /// The tickets of the records that started: those done with and the one running (if any).
     var startedTickets: ArraySlice<OffsetTracker.Ticket> {
         let started = min(self.finished.load(ordering: .acquiring) + 1, self.run.tickets.count)
         return self.run.tickets[..<started]
     }
 
-    /// Takes the records finished and not yet reported.
+    /// Takes the records done with and not yet reported.
     func takeReport() -> Report? {
         let end = self.finished.load(ordering: .acquiring)
-        let taken: (range: Range<Int>, unhandled: [Int])? = self.reporting.withLock { reporting in
+        let taken: (range: Range<Int>, special: [Int: Special])? = self.reporting.withLock { reporting in
             guard end > reporting.reported else { return nil }
             defer { reporting.reported = end }
             let range = reporting.reported..<end
-            return (range, reporting.unhandled.filter { range.contains($0) })
+            return (range, reporting.special.isEmpty ? [:] : reporting.special.filter { range.contains($0.key) })
         }
-        guard let (range, unhandled) = taken else { return nil }
-        var bytes = 0
-        var attempted: [(String, Int)] = []
-        var unhandledLeft = unhandled[...]
+        guard let (range, special) = taken else { return nil }
+        var report = Report()
+        report.finished.reserveCapacity(range.count)
         for position in range {
             let record = self.run.batch[self.run.indices[position]]
-            bytes += record.byteCount
-            if position == unhandledLeft.first {
-                unhandledLeft.removeFirst()
-            } else if let last = attempted.last, last.0 == record.topic {
-                attempted[attempted.count - 1].1 += 1
+            switch special[position] {
+            case .none:
+                report.finished.append(self.run.tickets[position])
+            case .unhandled:
+                report.skipped.append(self.run.tickets[position])
+                report.bytes += record.byteCount
+                continue
+            case .handedOff:
+                continue
+            }
+            report.bytes += record.byteCount
+            if let last = report.attemptedByTopic.last, last.0 == record.topic {
+                report.attemptedByTopic[report.attemptedByTopic.count - 1].1 += 1
             } else {
-                attempted.append((record.topic, 1))
+                report.attemptedByTopic.append((record.topic, 1))
             }
         }
-        return Report(
-            tickets: self.run.tickets[range], unhandled: unhandled.map { self.run.tickets[$0] }, bytes: bytes,
-            attemptedByTopic: attempted
-        )
+        return report
     }
 }

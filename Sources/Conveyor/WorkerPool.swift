@@ -69,6 +69,11 @@ final class WorkerPool: Sendable {
         self.lanes[lane % self.concurrency].push(work)
     }
 
+    /// Runs `work` on the pool's threads outside every lane (a record waiting for its retries).
+    func detached(_ work: @escaping Work) {
+        Task(executorPreference: self.executor) { await work() }
+    }
+
     /// A lane for a new ordering domain (a partition), round robin over the pool, so that partitions of every
     /// handler spread evenly.
     func nextLane() -> Int {
