@@ -60,7 +60,7 @@ extension RuntimeConfiguration {
             )
             configuration.drainTimeout = self.milliseconds("rebalance.drain_timeout_ms", configuration.drainTimeout)
             configuration.shutdownTimeout = self.milliseconds("shutdown.timeout_ms", configuration.shutdownTimeout)
-            configuration.retryPolicy = self.retryPolicy()
+            configuration.retryPolicy = self.retryPolicy(at: ["retry"], fallback: .default) ?? .default
             configuration.deadLetterDeliveryTimeout = self.milliseconds(
                 "dead_letter.delivery_timeout_ms", configuration.deadLetterDeliveryTimeout
             )
@@ -92,9 +92,7 @@ extension RuntimeConfiguration {
                 settings.topics = self.reader.stringArray(forKey: .init(["handlers", name, "topics"]))
                 settings.ordering = self.choice("\(prefix).ordering", settings.ordering, key: ["handlers", name, "ordering"])
                 settings.properties = self.properties("\(prefix).properties", key: ["handlers", name, "properties"])
-                settings.maxAttempts = self.optionalInteger(
-                    "\(prefix).retry.max_attempts", key: ["handlers", name, "retry", "max_attempts"], 1...1_000_000
-                )
+                settings.retryPolicy = self.retryPolicy(at: ["handlers", name, "retry"], fallback: configuration.retryPolicy)
                 for text in self.reader.stringArray(forKey: .init(["handlers", name, "retry_topics_ms"])) ?? [] {
                     guard let milliseconds = Int(text), (1...86_400_000).contains(milliseconds) else {
                         self.problem("\(prefix).retry_topics_ms", "expected delays in milliseconds (1...86400000), got '\(text)'")
@@ -113,17 +111,37 @@ extension RuntimeConfiguration {
             return self.problems.isEmpty ? configuration : nil
         }
 
-        /// `retry.*`: the policy, its backoff chosen by `retry.backoff`.
-        private mutating func retryPolicy() -> RetryPolicy {
-            let fallback = RetryPolicy.default
-            let maxAttempts = self.integer("retry.max_attempts", fallback.maxAttempts, 1...1_000_000)
-            let base = self.milliseconds("retry.backoff_ms", .milliseconds(100))
-            let cap = self.milliseconds("retry.max_backoff_ms", .seconds(30))
-            let jitter = self.fraction("retry.jitter", 0.2)
-            switch self.reader.string(forKey: "retry.backoff") ?? "exponential" {
+        /// The retry policy under `components` (`retry` or `handlers.<name>.retry`), each key left out taken from
+        /// `fallback`; `nil` if none of its keys is set.
+        private mutating func retryPolicy(at components: [String], fallback: RetryPolicy) -> RetryPolicy? {
+            let names = ["max_attempts", "backoff", "backoff_ms", "max_backoff_ms", "jitter"]
+            guard names.contains(where: { self.reader.string(forKey: ConfigKey(components + [$0])) != nil }) else {
+                return nil
+            }
+            let display = components.joined(separator: ".")
+            var (base, cap, jitter, kind): (Duration, Duration, Double, String) = (.milliseconds(100), .seconds(30), 0.2, "exponential")
+            switch fallback.backoff {
+            case .exponential(let fallbackBase, let fallbackCap, let fallbackJitter):
+                (base, cap, jitter) = (fallbackBase, fallbackCap, fallbackJitter)
+            case .fixed(let wait):
+                (base, kind) = (wait, "fixed")
+            case .none:
+                kind = "none"
+            }
+            let maxAttempts = self.number(components + ["max_attempts"], display, fallback.maxAttempts, 1...1_000_000)
+            base = .milliseconds(self.number(components + ["backoff_ms"], display, base.wholeMilliseconds, 0...86_400_000))
+            cap = .milliseconds(self.number(components + ["max_backoff_ms"], display, cap.wholeMilliseconds, 0...86_400_000))
+            if let text = self.reader.string(forKey: ConfigKey(components + ["jitter"])) {
+                if let value = Double(text), (0...1).contains(value) {
+                    jitter = value
+                } else {
+                    self.problem("\(display).jitter", "expected a fraction in 0...1, got '\(text)'")
+                }
+            }
+            switch self.reader.string(forKey: ConfigKey(components + ["backoff"])) ?? kind {
             case "exponential":
                 if cap < base {
-                    self.problem("retry.max_backoff_ms", "must not be below retry.backoff_ms")
+                    self.problem("\(display).max_backoff_ms", "must not be below \(display).backoff_ms")
                 }
                 return RetryPolicy(maxAttempts: maxAttempts, backoff: .exponential(base: base, max: cap, jitter: jitter))
             case "fixed":
@@ -131,9 +149,21 @@ extension RuntimeConfiguration {
             case "none":
                 return RetryPolicy(maxAttempts: maxAttempts, backoff: .none)
             case let other:
-                self.problem("retry.backoff", "expected one of exponential, fixed, none, got '\(other)'")
+                self.problem("\(display).backoff", "expected one of exponential, fixed, none, got '\(other)'")
                 return fallback
             }
+        }
+
+        private mutating func number(_ components: [String], _ display: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {
+            guard let text = self.reader.string(forKey: ConfigKey(components)) else { return fallback }
+            guard let value = Int(text), range.contains(value) else {
+                self.problem(
+                    "\(display).\(components.last!)",
+                    "expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'"
+                )
+                return fallback
+            }
+            return value
         }
 
         private mutating func fraction(_ key: String, _ fallback: Double) -> Double {
@@ -141,15 +171,6 @@ extension RuntimeConfiguration {
             guard let value = Double(text), (0...1).contains(value) else {
                 self.problem(key, "expected a fraction in 0...1, got '\(text)'")
                 return fallback
-            }
-            return value
-        }
-
-        private mutating func optionalInteger(_ key: String, key components: [String], _ range: ClosedRange<Int>) -> Int? {
-            guard let text = self.reader.string(forKey: ConfigKey(components)) else { return nil }
-            guard let value = Int(text), range.contains(value) else {
-                self.problem(key, "expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
-                return nil
             }
             return value
         }

@@ -15,8 +15,9 @@ public struct RuntimeConfiguration: Sendable {
         public var ordering: Ordering = .key
         /// librdkafka properties for this handler's consumer only, over the global ones.
         public var properties: [String: String] = [:]
-        /// `handlers.<name>.retry.max_attempts`: overrides `retry.max_attempts` for this handler.
-        public var maxAttempts: Int?
+        /// `handlers.<name>.retry.*`: this handler's retry policy, when it differs from `retry.*` (keys left out
+        /// come from there).
+        public var retryPolicy: RetryPolicy?
         /// `handlers.<name>.dead_letter_topic`. Default `<source topic>.dlq`.
         public var deadLetterTopic: String?
         /// `handlers.<name>.retry_topics_ms`: delays of the delayed retry topics `<topic>.retry.<delay>`, in
@@ -114,11 +115,7 @@ public struct RuntimeConfiguration: Sendable {
 
     /// The retry policy of one handler.
     public func retryPolicy(for handler: HandlerSettings) -> RetryPolicy {
-        var policy = self.retryPolicy
-        if let maxAttempts = handler.maxAttempts {
-            policy.maxAttempts = maxAttempts
-        }
-        return policy
+        handler.retryPolicy ?? self.retryPolicy
     }
 
     /// The configuration of the dead-letter producer: the shared one, with the dead-letter delivery timeout.

@@ -53,6 +53,8 @@ struct RuntimeConfigurationTests {
               b:
                 retry:
                   max_attempts: 7
+                  backoff: exponential
+                  max_backoff_ms: 5000
                 retry_topics_ms: [1000, 60000]
                 dead_letter_topic: b-failures
                 group_id: custom
@@ -70,7 +72,11 @@ struct RuntimeConfigurationTests {
         #expect(b.ordering == Ordering.none)
         #expect(b.properties == ["max.poll.interval.ms": "600000"])
         #expect(configuration.retryPolicy == RetryPolicy(maxAttempts: 3, backoff: .fixed(.milliseconds(250))))
-        #expect(configuration.retryPolicy(for: b).maxAttempts == 7)
+        #expect(
+            configuration.retryPolicy(for: b)
+                == RetryPolicy(maxAttempts: 7, backoff: .exponential(base: .milliseconds(250), max: .seconds(5), jitter: 0.2)),
+            "the handler's own keys, the rest from retry.*"
+        )
         #expect(configuration.retryPolicy(for: configuration.handlers[0]).maxAttempts == 3)
         #expect(b.retryTopicDelays == [.seconds(1), .seconds(60)])
         #expect(b.deadLetterTopic == "b-failures")
