@@ -20,7 +20,8 @@ public enum DeadLetter {
         public static let errorType = "conveyor.error.type"
         /// The last error's description, truncated to ``DeadLetter/maxErrorMessageBytes``.
         public static let errorMessage = "conveyor.error.message"
-        /// Why the record was dead-lettered: `attempts-exhausted`, `non-retryable` or `crash`.
+        /// Why the record was dead-lettered: `attempts-exhausted`, `non-retryable`, `crash`,
+        /// `missing-idempotency-key` or `idempotency-conflict`.
         public static let reason = "conveyor.reason"
         /// On a record of a retry topic: which of the handler's retry topics it is in (from 0).
         public static let retryStage = "conveyor.retry.stage"
@@ -42,6 +43,10 @@ public enum DeadLetter {
         case nonRetryable = "non-retryable"
         /// The record was running when a process died, `crash.max` times.
         case crash
+        /// The handler requires an idempotency key and the record has none.
+        case missingIdempotencyKey = "missing-idempotency-key"
+        /// The record's idempotency key completed before with another payload.
+        case idempotencyConflict = "idempotency-conflict"
     }
 
     /// Error messages longer than this (in UTF-8 bytes) are cut.

@@ -30,6 +30,10 @@ final class FailureHandler: Sendable {
     let metrics: HandlerMetrics
     /// The handler's delayed retry topics, if it has any.
     let retryTopics: RetryTopics?
+    /// The handler's idempotency keys, if it has them: retries run under them too.
+    let idempotency: IdempotentCall?
+    /// Records waiting for an unreachable idempotency store right now (the health state).
+    let storeWaits = Atomic<Int>(0)
     /// Records whose dead-letter write is failing right now (the health state).
     let deadLetterBlocked = Atomic<Int>(0)
     /// Source partitions with a record whose dead-letter (or retry-topic) write is failing, and how many: the
@@ -48,9 +52,11 @@ final class FailureHandler: Sendable {
         deadLetters: KafkaProducer,
         metrics: HandlerMetrics,
         retryTopics: RetryTopics?,
+        idempotency: IdempotentCall?,
         floodGuard: FloodGuard
     ) {
         self.retryTopics = retryTopics
+        self.idempotency = idempotency
         self.floodGuard = Mutex(floodGuard)
         self.handler = handler
         self.settings = settings
@@ -89,7 +95,48 @@ final class FailureHandler: Sendable {
         let firstFailure = clock.now
         var failure = (attempt: firstAttempt, error: error, at: firstFailure)
         var random = SystemRandomNumberGenerator()
+        var storeWait = Duration.milliseconds(100)
+        var waitingForStore = false
+        defer {
+            if waitingForStore {
+                self.endStoreWait(for: kafkaRecord)
+            }
+        }
         while true {
+            if let waiting = failure.error as? IdempotencyError, waiting.isWait {
+                // Not an attempt: the key is held elsewhere, or the store is unreachable (fail closed: the
+                // handler never runs without a claim, and nothing is dead-lettered or committed meanwhile).
+                let wait: Duration
+                switch waiting {
+                case .storeUnavailable(let error):
+                    if !waitingForStore {
+                        waitingForStore = true
+                        self.beginStoreWait(for: kafkaRecord)
+                        HandlerContext(environment: self.environment, record: record, attempt: failure.attempt).logger.error(
+                            "idempotency store unavailable; the partition pauses until it is back", metadata: ["error": "\(error)"]
+                        )
+                    }
+                    wait = storeWait
+                    storeWait = min(storeWait * 2, .seconds(5))
+                case .heldElsewhere(_, let until):
+                    wait = .milliseconds(min(1_000, max(50, Int(until.timeIntervalSinceNow * 1000))))
+                case .missingKey, .conflict:
+                    wait = .zero
+                }
+                try? await Task.sleep(for: wait)
+                guard mayContinue(), !self.isStopping.load(ordering: .relaxed) else { return .abandoned }
+                do {
+                    try await self.invoke(record, attempt: failure.attempt)
+                    return .handled
+                } catch {
+                    failure = (failure.attempt, error, clock.now)
+                    continue
+                }
+            }
+            if waitingForStore {
+                waitingForStore = false
+                self.endStoreWait(for: kafkaRecord)
+            }
             failures += 1
             self.metrics.increment(.failures, topic: record.topic)
             let action = self.handler.classify(failure.error)
@@ -102,7 +149,13 @@ final class FailureHandler: Sendable {
             case .deadLetter, .retry:
                 let exhausted = failure.attempt - firstAttempt + 1 >= self.policy.maxAttempts
                 guard action == .retry, !exhausted else {
-                    let reason: DeadLetter.Reason = action == .deadLetter ? .nonRetryable : .attemptsExhausted
+                    let reason: DeadLetter.Reason =
+                        switch (action, failure.error as? IdempotencyError) {
+                        case (_, .missingKey?): .missingIdempotencyKey
+                        case (_, .conflict?): .idempotencyConflict
+                        case (.deadLetter, _): .nonRetryable
+                        default: .attemptsExhausted
+                        }
                     let given = DeadLetter.Failure(
                         reason: reason, attempts: failure.attempt, firstFailure: firstFailure,
                         lastFailure: failure.at, error: failure.error
@@ -130,9 +183,7 @@ final class FailureHandler: Sendable {
                 let attempt = failure.attempt + 1
                 self.metrics.increment(.attempts, topic: record.topic)
                 do {
-                    try await self.handler.handle(
-                        record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt)
-                    )
+                    try await self.invoke(record, attempt: attempt)
                     return .handled
                 } catch {
                     failure = (attempt, error, clock.now)
@@ -144,6 +195,31 @@ final class FailureHandler: Sendable {
     /// The process stops: records held by the flood guard or a failing dead-letter write are given up.
     func stop() {
         self.isStopping.store(true, ordering: .relaxed)
+    }
+
+    /// Runs the handler once (under its idempotency key, if it has them).
+    private func invoke(_ record: Record, attempt: Int) async throws {
+        let context = HandlerContext(environment: self.environment, record: record, attempt: attempt)
+        if let idempotency = self.idempotency {
+            _ = try await idempotency.run(record, context: context, handler: self.handler)
+        } else {
+            try await self.handler.handle(record, context: context)
+        }
+    }
+
+    private func beginStoreWait(for record: KafkaRecord) {
+        self.storeWaits.add(1, ordering: .relaxed)
+        self.blockedPartitions.withLock { $0[record.topicPartition, default: 0] += 1 }
+    }
+
+    private func endStoreWait(for record: KafkaRecord) {
+        self.storeWaits.subtract(1, ordering: .relaxed)
+        self.blockedPartitions.withLock { partitions in
+            partitions[record.topicPartition, default: 1] -= 1
+            if partitions[record.topicPartition] == 0 {
+                partitions[record.topicPartition] = nil
+            }
+        }
     }
 
     /// The source partitions waiting for a failing write.

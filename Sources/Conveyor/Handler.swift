@@ -32,12 +32,18 @@ public protocol Handler: Sendable {
     /// Handles one record. Called on Conveyor's worker pool; may suspend.
     func handle(_ record: Record, context: HandlerContext) async throws
 
+    /// The record's idempotency key, when the handler is configured with `idempotency.key: handler`. Default `nil`.
+    func idempotencyKey(for record: Record) -> String?
+
     /// What to do with a record whose ``handle(_:context:)`` threw `error`. The default (see
     /// ``Handler/defaultClassification(of:)``) retries, except ``ClassifiedError``s and decode failures.
     func classify(_ error: any Error) -> FailureAction
 }
 
 extension Handler {
+    /// No key of the handler's own.
+    public func idempotencyKey(for record: Record) -> String? { nil }
+
     /// Handlers read headers unless they say otherwise.
     public static var readsHeaders: Bool { true }
 

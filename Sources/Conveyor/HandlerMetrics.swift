@@ -20,6 +20,8 @@ final class HandlerMetrics: Sendable {
         case retryTopicPublishes = "conveyor_retry_topic_publishes_total"
         /// Records acknowledged without effect.
         case skips = "conveyor_skips_total"
+        /// Records acknowledged without running because their idempotency key had completed.
+        case duplicatesSkipped = "conveyor_duplicates_skipped_total"
         /// Records dead-lettered because processes died while running them.
         case quarantines = "conveyor_quarantines_total"
     }

@@ -57,6 +57,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let crashes: CrashCounts
     private let journal: CrashJournal
     private let retryTopics: RetryTopics?
+    private let idempotency: IdempotentCall?
     /// The names of the retry topics this handler reads (empty without retry topics).
     private let retryTopicNames: Set<String>
     /// Keys with a record waiting for a retry (``State/parked``), read without the lock per record.
@@ -76,11 +77,21 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         metrics: any MetricsFactory,
         crashes: CrashCounts,
         journal: CrashJournal,
+        idempotencyStore: any IdempotencyStore,
+        owner: String,
         logger: Logger
     ) {
         self.crashes = crashes
         self.journal = journal
         self.retryTopics = settings.retryTopicDelays.isEmpty ? nil : RetryTopics(delays: settings.retryTopicDelays)
+        let handlerMetrics = HandlerMetrics(handler: settings.name, factory: metrics)
+        self.metrics = handlerMetrics
+        self.idempotency = settings.idempotency.map {
+            IdempotentCall(
+                settings: $0, store: idempotencyStore, scope: settings.name, owner: owner, duplicates: DuplicateCounter(),
+                metrics: handlerMetrics
+            )
+        }
         let sources = settings.topics ?? handler.topics
         self.retryTopicNames = Set(self.retryTopics?.topics(for: sources) ?? [])
         self.handler = handler
@@ -94,11 +105,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.logger = logger
         self.lanes = Mutex(LaneAssignment(ordering: settings.ordering, pool: pool))
         self.environment = HandlerEnvironment(logger: self.logger, producer: producer)
-        self.metrics = HandlerMetrics(handler: settings.name, factory: metrics)
         self.failures = FailureHandler(
             handler: handler, settings: settings, policy: configuration.retryPolicy(for: settings),
             environment: self.environment, deadLetters: deadLetters, metrics: self.metrics,
             retryTopics: self.retryTopics,
+            idempotency: self.idempotency,
             floodGuard: FloodGuard(window: configuration.floodGuardWindow, maxShare: configuration.floodGuardMaxShare)
         )
     }
@@ -120,6 +131,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 inFlight: state.inFlight,
                 isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0,
                 partitionsPausedForWrites: state.pausedForWrites,
+                duplicatesSkipped: self.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0,
+                isIdempotencyStoreUnavailable: self.failures.storeWaits.load(ordering: .relaxed) > 0,
                 isPausedByFloodGuard: state.isPausedByFloodGuard
             )
         }
@@ -416,7 +429,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
                     do {
-                        try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
+                        try await self.invoke(record, attempt: attempt)
                         handled = true
                     } catch {
                         // The record waits for its retries in a task of its own; the lane moves on, and later
@@ -622,10 +635,20 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         guard self.mayStart(ticket) else { return false }
         self.metrics.increment(.attempts, topic: record.topic)
         do {
-            try await self.handler.handle(record, context: HandlerContext(environment: self.environment, record: record, attempt: attempt))
+            try await self.invoke(record, attempt: attempt)
             return true
         } catch {
             return await self.recover(kafkaRecord, record: record, ticket: ticket, attempt: attempt, after: error)
+        }
+    }
+
+    /// Calls the handler once, under the record's idempotency key if the handler has them.
+    private func invoke(_ record: Record, attempt: Int) async throws {
+        let context = HandlerContext(environment: self.environment, record: record, attempt: attempt)
+        if let idempotency = self.idempotency {
+            _ = try await idempotency.run(record, context: context, handler: self.handler)
+        } else {
+            try await self.handler.handle(record, context: context)
         }
     }
 

@@ -23,6 +23,10 @@ public struct HandlerStatistics: Sendable, Hashable {
     public var isDeadLetterBlocked: Bool
     /// Partitions paused because a dead-letter (or retry-topic) write of one of their records keeps failing.
     public var partitionsPausedForWrites: Set<TopicPartition>
+    /// Records acknowledged without running because their idempotency key had completed.
+    public var duplicatesSkipped: Int
+    /// Whether records wait for an unreachable idempotency store (their partitions paused).
+    public var isIdempotencyStoreUnavailable: Bool
     /// Whether the flood guard paused the handler (too many recent records dead-lettered).
     public var isPausedByFloodGuard: Bool
 }

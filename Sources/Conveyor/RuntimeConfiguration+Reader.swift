@@ -28,6 +28,20 @@ extension RuntimeConfiguration {
         self = configuration
     }
 
+    /// Why an idempotency store URL cannot be used, or `nil`.
+    static func storeProblem(_ url: String) -> String? {
+        guard let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init), url.contains("://") else {
+            return "expected a URL such as memory://, got '\(url)'"
+        }
+        switch scheme {
+        case "memory": return nil
+        case "sqlite", "postgres", "postgresql":
+            return "'\(url)': the \(scheme) store is not available in this version; use memory://"
+        default:
+            return "unknown store '\(scheme)' in '\(url)'; use memory://"
+        }
+    }
+
     /// Every problem of a configuration; empty when it is valid.
     public static func problems(in reader: ConfigReader) -> [Problem] {
         var parser = Parser(reader: reader)
@@ -68,6 +82,15 @@ extension RuntimeConfiguration {
                 "dead_letter.flood_guard.window", configuration.floodGuardWindow, 1...1_000_000
             )
             configuration.crashMax = self.integer("crash.max", configuration.crashMax, 1...1_000)
+            if let store = self.reader.string(forKey: "idempotency.store") {
+                configuration.idempotencyStore = store
+            }
+            if let problem = RuntimeConfiguration.storeProblem(configuration.idempotencyStore) {
+                self.problem("idempotency.store", problem)
+            }
+            configuration.idempotencyMemoryCapacity = self.integer(
+                "idempotency.memory_capacity", configuration.idempotencyMemoryCapacity, 1...100_000_000
+            )
             if let directory = self.reader.string(forKey: "crash.journal_directory") {
                 if directory.isEmpty {
                     self.problem("crash.journal_directory", "must not be empty")
@@ -93,6 +116,7 @@ extension RuntimeConfiguration {
                 settings.ordering = self.choice("\(prefix).ordering", settings.ordering, key: ["handlers", name, "ordering"])
                 settings.properties = self.properties("\(prefix).properties", key: ["handlers", name, "properties"])
                 settings.retryPolicy = self.retryPolicy(at: ["handlers", name, "retry"], fallback: configuration.retryPolicy)
+                settings.idempotency = self.idempotency(at: ["handlers", name, "idempotency"])
                 for text in self.reader.stringArray(forKey: .init(["handlers", name, "retry_topics_ms"])) ?? [] {
                     guard let milliseconds = Int(text), (1...86_400_000).contains(milliseconds) else {
                         self.problem("\(prefix).retry_topics_ms", "expected delays in milliseconds (1...86400000), got '\(text)'")
@@ -152,6 +176,42 @@ extension RuntimeConfiguration {
                 self.problem("\(display).backoff", "expected one of exponential, fixed, none, got '\(other)'")
                 return fallback
             }
+        }
+
+        /// `handlers.<name>.idempotency.*`; `nil` unless `enabled: true` or a key source is given.
+        private mutating func idempotency(at components: [String]) -> IdempotencySettings? {
+            let display = components.joined(separator: ".")
+            let enabled = self.reader.string(forKey: ConfigKey(components + ["enabled"]))
+            let source = self.reader.string(forKey: ConfigKey(components + ["key"]))
+            if let enabled, enabled != "true", enabled != "false" {
+                self.problem("\(display).enabled", "expected true or false, got '\(enabled)'")
+            }
+            guard enabled == "true" || (source != nil && enabled != "false") else { return nil }
+            var settings = IdempotencySettings()
+            switch source {
+            case nil: break
+            case "key"?: settings.key = .recordKey
+            case "handler"?: settings.key = .handler
+            case let text? where text.hasPrefix("header:") && text.count > "header:".count:
+                settings.key = .header(String(text.dropFirst("header:".count)))
+            case let text?:
+                self.problem("\(display).key", "expected header:<name>, key or handler, got '\(text)'")
+            }
+            if let required = self.reader.string(forKey: ConfigKey(components + ["required"])) {
+                switch required {
+                case "true": settings.required = true
+                case "false": settings.required = false
+                default: self.problem("\(display).required", "expected true or false, got '\(required)'")
+                }
+            }
+            settings.lease = .milliseconds(self.number(components + ["lease_ms"], display, settings.lease.wholeMilliseconds, 1...86_400_000))
+            settings.ttl = .milliseconds(self.number(components + ["ttl_ms"], display, settings.ttl.wholeMilliseconds, 1...Int.max))
+            switch self.reader.string(forKey: ConfigKey(components + ["on_conflict"])) {
+            case nil, "dead-letter"?: break
+            case "accept"?: settings.acceptsConflicts = true
+            case let other?: self.problem("\(display).on_conflict", "expected dead-letter or accept, got '\(other)'")
+            }
+            return settings
         }
 
         private mutating func number(_ components: [String], _ display: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {

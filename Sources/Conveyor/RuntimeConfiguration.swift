@@ -20,6 +20,8 @@ public struct RuntimeConfiguration: Sendable {
         public var retryPolicy: RetryPolicy?
         /// `handlers.<name>.dead_letter_topic`. Default `<source topic>.dlq`.
         public var deadLetterTopic: String?
+        /// `handlers.<name>.idempotency.*`: the handler's idempotency keys; `nil` (the default) runs it without.
+        public var idempotency: IdempotencySettings?
         /// `handlers.<name>.retry_topics_ms`: delays of the delayed retry topics `<topic>.retry.<delay>`, in
         /// order. Default none.
         public var retryTopicDelays: [Duration] = []
@@ -62,6 +64,11 @@ public struct RuntimeConfiguration: Sendable {
     public var floodGuardWindow = 100
     /// See ``floodGuardWindow``.
     public var floodGuardMaxShare = 0.5
+    /// `idempotency.store`: where idempotency keys live, by URL. `memory://` (the default: this process only, bounded
+    /// by `idempotency.memory_capacity`). The SQLite and PostgreSQL stores are not available yet.
+    public var idempotencyStore = "memory://"
+    /// `idempotency.memory_capacity`: the most keys the memory store keeps. Default 100,000.
+    public var idempotencyMemoryCapacity = 100_000
     /// `crash.max`: a record that was running when a process died this many times goes to the dead-letter topic
     /// (reason `crash`) without running again. Default 2.
     public var crashMax = 2

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Logging
 import Synchronization
 import RdKafka
@@ -22,6 +23,7 @@ public final class Supervisor: Sendable {
     private let registry: HandlerRegistry
     private let logger: Logger
     private let metrics: any MetricsFactory
+    private let idempotencyStore: (any IdempotencyStore)?
     /// The running group, for ``triggerGracefulShutdown()``; or whether a shutdown was asked before it ran.
     private let group = Mutex<(group: ServiceGroup?, shutdownRequested: Bool)>((nil, false))
     /// The runtimes of the current run.
@@ -30,12 +32,15 @@ public final class Supervisor: Sendable {
     /// Checks that every configured handler is registered.
     ///
     /// - Throws: ``ConveyorError/Code/unknownHandler`` or ``ConveyorError/Code/configuration``.
-    /// - Parameter metrics: Where the handlers' counters go (swift-metrics); by default the bootstrapped system.
+    /// - Parameters:
+    ///   - metrics: Where the handlers' counters go (swift-metrics); by default the bootstrapped system.
+    ///   - idempotencyStore: A store to use instead of the one `idempotency.store` names.
     public init(
         configuration: RuntimeConfiguration,
         registry: HandlerRegistry,
         logger: Logger,
-        metrics: (any MetricsFactory)? = nil
+        metrics: (any MetricsFactory)? = nil,
+        idempotencyStore: (any IdempotencyStore)? = nil
     ) throws {
         guard !configuration.handlers.isEmpty else {
             throw ConveyorError(.configuration, "handlers: no handler configured; registered: \(registry.names)")
@@ -47,6 +52,7 @@ public final class Supervisor: Sendable {
         self.registry = registry
         self.logger = logger
         self.metrics = metrics ?? MetricsSystem.factory
+        self.idempotencyStore = idempotencyStore
     }
 
     /// Runs until SIGTERM/SIGINT (or until `signals` is empty and the task is cancelled), then drains, commits
@@ -61,6 +67,12 @@ public final class Supervisor: Sendable {
             maxRecords: self.configuration.maxInFlightRecords,
             maxBytes: self.configuration.maxInFlightBytes
         )
+        if self.idempotencyStore == nil, let problem = RuntimeConfiguration.storeProblem(self.configuration.idempotencyStore) {
+            throw ConveyorError(.configuration, "idempotency.store: \(problem)")
+        }
+        let idempotencyStore = self.idempotencyStore
+            ?? MemoryIdempotencyStore(capacity: self.configuration.idempotencyMemoryCapacity)
+        let owner = UUID().uuidString
         let crashes = CrashCounts(directory: self.configuration.journalDirectory)
         for entry in crashes.recover() {
             self.logger.warning(
@@ -91,6 +103,8 @@ public final class Supervisor: Sendable {
                 metrics: self.metrics,
                 crashes: crashes,
                 journal: journal,
+                idempotencyStore: idempotencyStore,
+                owner: owner,
                 logger: self.logger
             )
         }

@@ -1,0 +1,155 @@
+import Foundation
+import Synchronization
+
+/// How a handler finds a record's idempotency key, and what its keys promise.
+public struct IdempotencySettings: Sendable, Hashable {
+    /// Where the key comes from.
+    public enum KeySource: Sendable, Hashable {
+        /// A header (`header:<name>`; the default is `header:idempotency-key`).
+        case header(String)
+        /// The Kafka key.
+        case recordKey
+        /// The handler's ``Handler/idempotencyKey(for:)``.
+        case handler
+    }
+
+    /// `idempotency.key`. Default `header:idempotency-key`.
+    public var key: KeySource = .header("idempotency-key")
+    /// `idempotency.required`: a record without a key is dead-lettered (reason `missing-idempotency-key`)
+    /// instead of running without one. Default `false`.
+    public var required = false
+    /// `idempotency.lease_ms`: how long a claim holds before another process may take it over. Default 5 min.
+    public var lease: Duration = .seconds(300)
+    /// `idempotency.ttl_ms`: how long a completed key is remembered. Default 7 days.
+    public var ttl: Duration = .seconds(7 * 24 * 3600)
+    /// `idempotency.on_conflict: accept`: a completed key seen again with another payload counts as a duplicate
+    /// instead of going to the dead-letter topic (reason `idempotency-conflict`, the default).
+    public var acceptsConflicts = false
+
+    /// The defaults.
+    public init() {}
+}
+
+/// Why a record could not run under its idempotency key.
+enum IdempotencyError: ClassifiedError, CustomStringConvertible {
+    /// The handler requires a key and the record has none.
+    case missingKey(String)
+    /// The key completed before with another payload.
+    case conflict(key: String)
+    /// Another process holds the key; the record waits and tries again (not an attempt).
+    case heldElsewhere(key: String, until: Date)
+    /// The store cannot be reached; the record waits, its partition pauses (not an attempt; never dead-lettered).
+    case storeUnavailable(any Error)
+
+    var failureAction: FailureAction {
+        switch self {
+        case .missingKey, .conflict: .deadLetter
+        case .heldElsewhere, .storeUnavailable: .retry
+        }
+    }
+
+    /// Waits that do not count as attempts.
+    var isWait: Bool {
+        switch self {
+        case .heldElsewhere, .storeUnavailable: true
+        case .missingKey, .conflict: false
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .missingKey(let source): "no idempotency key (\(source))"
+        case .conflict(let key): "idempotency key \(key) completed before with another payload"
+        case .heldElsewhere(let key, let until): "idempotency key \(key) is held by another process until \(until)"
+        case .storeUnavailable(let error): "idempotency store unavailable: \(error)"
+        }
+    }
+}
+
+/// Runs a handler under a record's idempotency key: claim, run, complete (or release on failure); a completed
+/// key is acknowledged without running the handler.
+struct IdempotentCall: Sendable {
+    let settings: IdempotencySettings
+    let store: any IdempotencyStore
+    /// The handler name keys are scoped by.
+    let scope: String
+    /// This process, as the owner of its claims.
+    let owner: String
+    /// Records acknowledged because their key had completed.
+    let duplicates: DuplicateCounter
+    let metrics: HandlerMetrics
+
+    /// Runs `handler` for `record` unless its key completed before; `false` if it was a duplicate.
+    func run(_ record: Record, context: HandlerContext, handler: any Handler) async throws -> Bool {
+        guard let key = self.key(of: record, handler: handler) else {
+            if self.settings.required {
+                throw IdempotencyError.missingKey("\(self.settings.key)")
+            }
+            try await handler.handle(record, context: context)
+            return true
+        }
+        let scoped = "\(self.scope)/\(key)"
+        let hash = Self.payloadHash(record.value)
+        let claim: IdempotencyClaim
+        do {
+            claim = try await self.store.claim(scoped, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: Date())
+        } catch {
+            throw IdempotencyError.storeUnavailable(error)
+        }
+        switch claim {
+        case .completed(let completedHash):
+            guard completedHash == hash || self.settings.acceptsConflicts else {
+                throw IdempotencyError.conflict(key: scoped)
+            }
+            self.duplicates.count.add(1, ordering: .relaxed)
+            self.metrics.increment(.duplicatesSkipped, topic: record.topic)
+            context.logger.debug("Duplicate skipped: its idempotency key completed before", metadata: ["key": "\(scoped)"])
+            return false
+        case .inProgress(let until):
+            throw IdempotencyError.heldElsewhere(key: scoped, until: until)
+        case .claimed:
+            do {
+                try await handler.handle(record, context: context)
+            } catch {
+                try? await self.store.release(scoped, owner: self.owner)
+                throw error
+            }
+            do {
+                try await self.store.complete(scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date())
+            } catch {
+                // The effect happened; the record must not be acknowledged before its key says so. Waiting for the
+                // store and running again finds the key claimed by this owner and completes it.
+                throw IdempotencyError.storeUnavailable(error)
+            }
+            return true
+        }
+    }
+
+    private func key(of record: Record, handler: any Handler) -> String? {
+        let key: String? =
+            switch self.settings.key {
+            case .header(let name): record.header(name)
+            case .recordKey: record.key.map { String(decoding: $0, as: UTF8.self) }
+            case .handler: handler.idempotencyKey(for: record)
+            }
+        return key?.isEmpty == false ? key : nil
+    }
+
+    /// A 128-bit hash of the value (two 64-bit FNV-1a hashes with different offsets), as hex: enough to tell
+    /// payloads apart, not a cryptographic digest.
+    static func payloadHash(_ value: [UInt8]?) -> String {
+        guard let value else { return "null" }
+        var first: UInt64 = 0xcbf2_9ce4_8422_2325
+        var second: UInt64 = 0x6c62_272e_07bb_0142
+        for byte in value {
+            first = (first ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            second = (second ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return String(first, radix: 16) + String(second, radix: 16)
+    }
+}
+
+/// Counts duplicates a handler skipped.
+final class DuplicateCounter: Sendable {
+    let count = Atomic<Int>(0)
+}

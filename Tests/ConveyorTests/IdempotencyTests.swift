@@ -1,0 +1,244 @@
+@testable import Conveyor
+import ConveyorTestKit
+import Foundation
+import Logging
+import MetricsTestKit
+import RdKafka
+import Synchronization
+import Testing
+
+private let logger: Logger = {
+    var logger = Logger(label: "conveyor.idempotency-tests")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// Effects of the idempotency-test handlers: one entry per time a handler's effect happened.
+private let effects = AwaitableState([String]())
+
+/// Writes `<handler>:<value>` to ``effects`` for each record it runs.
+private protocol EffectHandler: Handler {}
+
+extension EffectHandler {
+    var topics: [String] { ["unused"] }
+
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        let value = record.value.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        effects.update { $0.append("\(Self.name):\(value)") }
+    }
+}
+
+private struct EffectsA: EffectHandler { static let name = "effects-a" }
+private struct EffectsB: EffectHandler { static let name = "effects-b" }
+private struct EffectsC: EffectHandler { static let name = "effects-c" }
+
+private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self])
+
+/// The memory store with an outage switch: while `isDown`, every call fails as an unreachable server would.
+private final class SwitchableStore: IdempotencyStore {
+    struct Unreachable: Error {}
+    let store = MemoryIdempotencyStore()
+    let isDown = Atomic<Bool>(false)
+
+    private func check() throws {
+        if self.isDown.load(ordering: .relaxed) { throw Unreachable() }
+    }
+
+    func claim(_ key: String, payloadHash: String, owner: String, lease: Duration, now: Date) async throws -> IdempotencyClaim {
+        try self.check()
+        return try await self.store.claim(key, payloadHash: payloadHash, owner: owner, lease: lease, now: now)
+    }
+
+    func complete(_ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date) async throws {
+        try self.check()
+        try await self.store.complete(key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now)
+    }
+
+    func release(_ key: String, owner: String) async throws {
+        try self.check()
+        try await self.store.release(key, owner: owner)
+    }
+
+    func purgeExpired(now: Date) async throws -> Int {
+        try self.check()
+        return try await self.store.purgeExpired(now: now)
+    }
+}
+
+private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
+    let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
+    for message in messages {
+        try await producer.produce(message) { _ in }
+    }
+    try await producer.flush(timeout: .seconds(60))
+    await producer.close()
+}
+
+private func configuration(_ kafka: EmbeddedKafka, topic: String, handler: String, idempotency: IdempotencySettings) -> RuntimeConfiguration {
+    var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
+    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
+    configuration.sessionTimeout = .seconds(6)
+    configuration.commitInterval = .milliseconds(200)
+    configuration.retryPolicy = RetryPolicy(maxAttempts: 3, backoff: .none)
+    var settings = RuntimeConfiguration.HandlerSettings(name: handler)
+    settings.groupID = "\(topic).\(handler)"
+    settings.topics = [topic]
+    settings.idempotency = idempotency
+    configuration.handlers = [settings]
+    return configuration
+}
+
+private func keyed(_ topic: String, key: String?, value: String) -> KafkaProducerMessage {
+    KafkaProducerMessage(
+        topic: topic, partition: 0, key: Array("customer-1".utf8), value: Array(value.utf8),
+        headers: key.map { [KafkaHeader(name: "idempotency-key", string: $0)] } ?? []
+    )
+}
+
+private func header(_ record: KafkaRecord, _ name: String) -> String? {
+    record.headers.first { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
+}
+
+@Suite("Idempotency store (memory)")
+struct MemoryIdempotencyStoreTests {
+    @Test("Claim, complete, duplicate, held elsewhere, lease takeover, release, purge and capacity")
+    func semantics() async throws {
+        let store = MemoryIdempotencyStore(capacity: 3)
+        let now = Date()
+        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now) == .claimed)
+        #expect(
+            try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 1)
+                == .inProgress(until: now + 10),
+            "never run concurrently"
+        )
+        #expect(try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 11) == .claimed, "expired lease taken over")
+        try await store.complete("h/a", payloadHash: "1", owner: "q", ttl: .seconds(100), now: now + 12)
+        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 13) == .completed(payloadHash: "1"))
+        #expect(try await store.claim("h/b", payloadHash: "2", owner: "p", lease: .seconds(10), now: now) == .claimed)
+        try await store.release("h/b", owner: "p")
+        #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now) == .claimed, "released")
+        try await store.complete("h/c", payloadHash: "3", owner: "p", ttl: .seconds(1), now: now)
+        #expect(try await store.purgeExpired(now: now + 50) == 2, "h/b's lease and h/c's time to live ended; h/a lives")
+        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .completed(payloadHash: "1"), "h/a kept")
+        for index in 0..<5 {
+            try await store.complete("h/x\(index)", payloadHash: "x", owner: "p", ttl: .seconds(100), now: now)
+        }
+        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .claimed, "the oldest completed key was evicted at capacity 3")
+    }
+}
+
+@Suite("Idempotency keys in the runtime")
+struct IdempotencyRuntimeTests {
+    @Test("A duplicate has no effect and is counted; another payload under a completed key is a conflict (DLQ)")
+    func duplicatesAndConflicts() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-orders"
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce(
+            [keyed(topic, key: "order-1", value: "A"), keyed(topic, key: "order-1", value: "A"),
+             keyed(topic, key: "order-1", value: "B"), keyed(topic, key: nil, value: "no-key"),
+             keyed(topic, key: "order-2", value: "C")],
+            to: kafka
+        )
+        let metrics = TestMetrics()
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handler: EffectsA.name, idempotency: IdempotencySettings()),
+            registry: registry, logger: logger, metrics: metrics
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        let collector = RecordCollector()
+        var reading = try kafka.testConfiguration(groupID: "dlq-\(UUID())")
+        try reading.set("auto.offset.reset", "earliest")
+        let reader = try KafkaConsumer(configuration: reading, delegate: collector, logger: logger)
+        try await reader.subscribe([topic + ".dlq"])
+        let letters = try await collector.log.wait(for: "the conflict's dead letter", timeout: .seconds(60)) { !$0.records.isEmpty }.records
+        _ = try await effects.wait(for: "the last record", timeout: .seconds(30)) { $0.contains("\(EffectsA.name):C") }
+        try await reader.close()
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+
+        let mine = effects.value.filter { $0.hasPrefix(EffectsA.name) }
+        #expect(mine == ["\(EffectsA.name):A", "\(EffectsA.name):no-key", "\(EffectsA.name):C"], "one effect per key")
+        #expect(statistics.duplicatesSkipped == 1)
+        #expect(try metrics.expectCounter("conveyor_duplicates_skipped_total", [("handler", EffectsA.name), ("topic", topic)]).totalValue == 1)
+        #expect(letters.count == 1)
+        #expect(letters.first.flatMap { header($0, DeadLetter.Header.reason) } == "idempotency-conflict")
+        #expect(letters.first?.value.map { String(decoding: $0, as: UTF8.self) } == "B")
+    }
+
+    @Test("A handler that requires keys dead-letters a record without one")
+    func requiredKey() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-required"
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce([keyed(topic, key: nil, value: "anonymous"), keyed(topic, key: "order-9", value: "D")], to: kafka)
+        var settings = IdempotencySettings()
+        settings.required = true
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handler: EffectsB.name, idempotency: settings),
+            registry: registry, logger: logger
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        _ = try await effects.wait(for: "the keyed record", timeout: .seconds(60)) { $0.contains("\(EffectsB.name):D") }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while supervisor.statistics.first?.deadLettered != 1, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        #expect(!effects.value.contains("\(EffectsB.name):anonymous"))
+        #expect(supervisor.statistics.first?.deadLettered == 1, "reason missing-idempotency-key")
+    }
+
+    @Test("Store outage: fail closed (paused, nothing dead-lettered or committed), then every record once")
+    func storeOutage() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-outage"
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce((0..<20).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+        let store = SwitchableStore()
+        store.isDown.store(true, ordering: .relaxed)
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handler: EffectsC.name, idempotency: IdempotencySettings()),
+            registry: registry, logger: logger, idempotencyStore: store
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        let clock = ContinuousClock()
+        var deadline = clock.now + .seconds(30)
+        while supervisor.statistics.first?.partitionsPausedForWrites.isEmpty != false, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let during = try #require(supervisor.statistics.first)
+        #expect(during.isIdempotencyStoreUnavailable, "the health state says so")
+        #expect(during.partitionsPausedForWrites == [TopicPartition(topic, 0)], "the partition pauses")
+        try await Task.sleep(for: .seconds(1))
+        #expect(!effects.value.contains { $0.hasPrefix(EffectsC.name) }, "the handler never runs without a claim")
+        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let partition = TopicPartition(topic, 0)
+        let held = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
+        #expect((held[partition] ?? nil).map { $0 == 0 } ?? true, "nothing committed: \(held)")
+
+        store.isDown.store(false, ordering: .relaxed)
+        let done = try await effects.wait(for: "all 20 records", timeout: .seconds(60)) { list in
+            list.filter { $0.hasPrefix(EffectsC.name) }.count >= 20
+        }.filter { $0.hasPrefix(EffectsC.name) }
+        deadline = clock.now + .seconds(30)
+        var committed = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
+        while (committed[partition] ?? nil) != 20, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            committed = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
+        }
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        #expect(done.count == 20 && Set(done).count == 20, "one effect each")
+        #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
+        #expect(!statistics.isIdempotencyStoreUnavailable)
+        #expect(committed[partition] == 20)
+    }
+}
