@@ -50,6 +50,12 @@ struct RuntimeConfigurationTests {
               journal_directory: /var/lib/conveyor
             handlers:
               enabled: [a, b]
+              a:
+                idempotency:
+                  key: header:order-id
+                  required: true
+                  ttl_ms: 60000
+                  on_conflict: accept
               b:
                 retry:
                   max_attempts: 7
@@ -85,6 +91,13 @@ struct RuntimeConfigurationTests {
         #expect(configuration.floodGuardMaxShare == 0.25)
         #expect(configuration.crashMax == 3)
         #expect(configuration.journalDirectory == "/var/lib/conveyor")
+        var idempotency = IdempotencySettings()
+        idempotency.key = .header("order-id")
+        idempotency.required = true
+        idempotency.ttl = .seconds(60)
+        idempotency.acceptsConflicts = true
+        #expect(configuration.handlers[0].idempotency == idempotency)
+        #expect(b.idempotency == nil, "off unless configured")
     }
 
     @Test("Keys left out keep their documented defaults, sub-second ones included")
@@ -125,9 +138,13 @@ struct RuntimeConfigurationTests {
                 max_share: half
             crash:
               max: 0
+            idempotency:
+              store: sqlite:///tmp/keys.db
             handlers:
               enabled: [a, a]
               a:
+                idempotency:
+                  key: body
                 ordering: random
                 retry_topics_ms: [soon]
                 retry:
@@ -139,7 +156,9 @@ struct RuntimeConfigurationTests {
             "kafka.bootstrap_servers", "kafka.properties", "kafka.assignment_strategy", "workers.concurrency",
             "commit.interval_ms", "handlers.enabled", "handlers.a.ordering", "retry.backoff", "retry.jitter",
             "dead_letter.flood_guard.max_share", "crash.max", "handlers.a.retry_topics_ms", "handlers.a.retry.max_attempts",
+            "idempotency.store", "handlers.a.idempotency.key",
         ])
+        #expect(problems.contains { $0.key == "idempotency.store" && $0.message.contains("not available") })
         #expect(problems.contains { $0.message.contains("no.such.property") })
         #expect(problems.contains { $0.message.contains("'lots'") })
         let error = #expect(throws: ConveyorError.self) { try RuntimeConfiguration(reader: reader) }
