@@ -125,7 +125,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { state in
             HandlerStatistics(
                 name: self.settings.name, group: self.settings.groupID,
-                handled: state.finished - state.deadLettered - state.skipped - state.sentToRetryTopics,
+                // A duplicate is counted when found, and finished a moment later: never below zero meanwhile.
+                handled: max(0, state.finished - state.deadLettered - state.skipped - state.sentToRetryTopics
+                    - (self.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0)),
                 failedAttempts: state.failedAttempts, deadLettered: state.deadLettered, skipped: state.skipped,
                 sentToRetryTopics: state.sentToRetryTopics,
                 inFlight: state.inFlight,

@@ -6,7 +6,7 @@ public struct HandlerStatistics: Sendable, Hashable {
     public var name: String
     /// Its consumer group.
     public var group: String
-    /// Records handled successfully.
+    /// Records handled successfully (duplicates, dead letters and skips not included).
     public var handled: Int
     /// Attempts that threw.
     public var failedAttempts: Int

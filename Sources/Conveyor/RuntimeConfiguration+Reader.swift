@@ -30,16 +30,30 @@ extension RuntimeConfiguration {
 
     /// Why an idempotency store URL cannot be used, or `nil`.
     static func storeProblem(_ url: String) -> String? {
-        guard let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init), url.contains("://") else {
-            return "expected a URL such as memory://, got '\(url)'"
+        guard let separator = url.range(of: "://") else {
+            return "expected a URL such as memory:// or sqlite:///path/to/keys.db, got '\(url)'"
         }
-        switch scheme {
+        switch url[..<separator.lowerBound] {
         case "memory": return nil
-        case "sqlite", "postgres", "postgresql":
-            return "'\(url)': the \(scheme) store is not available in this version; use memory://"
-        default:
-            return "unknown store '\(scheme)' in '\(url)'; use memory://"
+        case "sqlite": return url[separator.upperBound...].isEmpty ? "'\(url)': no database path (sqlite:///path/to/keys.db)" : nil
+        case "postgres", "postgresql":
+            return "'\(url)': the PostgreSQL store is not available in this version; use memory:// or sqlite://"
+        case let scheme:
+            return "unknown store '\(scheme)' in '\(url)'; use memory:// or sqlite:///path"
         }
+    }
+
+    /// Opens the store `idempotency.store` names.
+    ///
+    /// - Throws: ``ConveyorError/Code/configuration`` naming the store and the problem.
+    func makeIdempotencyStore() throws -> any IdempotencyStore {
+        if let problem = Self.storeProblem(self.idempotencyStore) {
+            throw ConveyorError(.configuration, "idempotency.store: \(problem)")
+        }
+        guard let separator = self.idempotencyStore.range(of: "sqlite://") else {
+            return MemoryIdempotencyStore(capacity: self.idempotencyMemoryCapacity)
+        }
+        return try SQLiteIdempotencyStore(path: String(self.idempotencyStore[separator.upperBound...]))
     }
 
     /// Every problem of a configuration; empty when it is valid.

@@ -67,11 +67,15 @@ public final class Supervisor: Sendable {
             maxRecords: self.configuration.maxInFlightRecords,
             maxBytes: self.configuration.maxInFlightBytes
         )
-        if self.idempotencyStore == nil, let problem = RuntimeConfiguration.storeProblem(self.configuration.idempotencyStore) {
-            throw ConveyorError(.configuration, "idempotency.store: \(problem)")
+        let idempotencyStore = try self.idempotencyStore ?? self.configuration.makeIdempotencyStore()
+        // Expired keys go in the background, every minute.
+        let purge = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                _ = try? await idempotencyStore.purgeExpired(now: Date())
+            }
         }
-        let idempotencyStore = self.idempotencyStore
-            ?? MemoryIdempotencyStore(capacity: self.configuration.idempotencyMemoryCapacity)
+        defer { purge.cancel() }
         let owner = UUID().uuidString
         let crashes = CrashCounts(directory: self.configuration.journalDirectory)
         for entry in crashes.recover() {

@@ -47,6 +47,12 @@ struct BenchCommand: AsyncParsableCommand {
     )
     var modes: String = "conveyor,conveyor+headers,runtime-noop"
 
+    @Option(help: "Records of the idempotency run (no-op handler, keys in --idempotency-store, and without); 0 skips it.")
+    var idempotentRecords: Int = 0
+
+    @Option(help: "The store of the idempotency run, such as sqlite:///tmp/conveyor-bench-keys.db.")
+    var idempotencyStore = "sqlite://\(NSTemporaryDirectory())conveyor-bench-keys.db"
+
     @Option(help: "Rounds; each runs every consumer once.")
     var rounds: Int = 3
 
@@ -114,6 +120,20 @@ struct BenchCommand: AsyncParsableCommand {
             )
             print("W2 runtime-io (1 ms per record, concurrency 64, \(self.ioRecords) records) " + io.summary)
         }
+        if self.idempotentRecords > 0 {
+            try? FileManager.default.removeItem(atPath: self.idempotencyStore.replacingOccurrences(of: "sqlite://", with: ""))
+            let plain = try self.runChild(
+                mode: BenchConsumerCommand.Mode.runtimeNoop.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
+                round: 100, records: self.idempotentRecords
+            )
+            let keyed = try self.runChild(
+                mode: BenchConsumerCommand.Mode.runtimeIdempotent.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
+                round: 101, records: self.idempotentRecords, extra: ["--idempotency-store", self.idempotencyStore]
+            )
+            print("idempotency: runtime-noop \(plain.summary)")
+            print("idempotency: keys in \(self.idempotencyStore) \(keyed.summary)")
+            print(String(format: "ratio with keys/without: %.3fx records/s", keyed.recordsPerSecond / plain.recordsPerSecond))
+        }
     }
 
     /// Raw first, then the `--modes` consumers.
@@ -158,7 +178,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     private func runChild(
-        mode: String, bootstrap: String, topic: String, round: Int, records: Int? = nil
+        mode: String, bootstrap: String, topic: String, round: Int, records: Int? = nil, extra: [String] = []
     ) throws -> BenchResult {
         let records = records ?? self.records
         let process = Process()
@@ -167,7 +187,7 @@ struct BenchCommand: AsyncParsableCommand {
             "bench-consumer", "--mode", mode, "--bootstrap-servers", bootstrap, "--topic", topic,
             "--group", "bench-\(mode)-\(round)", "--records", String(records),
             "--log-level", self.logging.logLevel.rawValue,
-        ] + ((mode.hasPrefix("runtime") ? [] : Self.consumerDefaults) + self.properties).flatMap { ["-X", $0] }
+        ] + extra + ((mode.hasPrefix("runtime") ? [] : Self.consumerDefaults) + self.properties).flatMap { ["-X", $0] }
         let output = Pipe()
         process.standardOutput = output
         try process.run()

@@ -24,6 +24,8 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         case runtimeNoop = "runtime-noop"
         /// W2: the whole runtime with a handler that waits 1 ms per record.
         case runtimeIO = "runtime-io"
+        /// The no-op runtime with idempotency keys (the Kafka key) in `--idempotency-store`.
+        case runtimeIdempotent = "runtime-idempotent"
     }
 
     @Option(help: "Worker concurrency of the runtime modes.")
@@ -31,6 +33,9 @@ struct BenchConsumerCommand: AsyncParsableCommand {
 
     @Option(help: "In-flight record budget of the runtime modes.")
     var maxInFlight: Int = 50_000
+
+    @Option(help: "The idempotency store of the runtime-idempotent mode.")
+    var idempotencyStore = "memory://"
 
     @Option var mode: Mode
     @OptionGroup var client: ClientOptions
@@ -53,7 +58,7 @@ struct BenchConsumerCommand: AsyncParsableCommand {
                 records: raw.records, seconds: raw.elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
                 peakRSSKilobytes: Self.peakRSS()
             )
-        case .runtimeNoop, .runtimeIO:
+        case .runtimeNoop, .runtimeIO, .runtimeIdempotent:
             let (count, elapsed) = try await self.runRuntime(configuration: configuration, logger: logger)
             result = BenchResult(
                 records: Int64(count), seconds: elapsed.seconds, cpuSeconds: Self.cpuSeconds(),
@@ -75,7 +80,7 @@ struct BenchConsumerCommand: AsyncParsableCommand {
 
     /// Runs the Conveyor runtime with the mode's handler until `records` were handled, then stops it cleanly.
     private func runRuntime(configuration: KafkaConfiguration, logger: Logger) async throws -> (Int, Duration) {
-        let handler: any Handler.Type = self.mode == .runtimeNoop ? BenchNoopHandler.self : BenchIOHandler.self
+        let handler: any Handler.Type = self.mode == .runtimeIO ? BenchIOHandler.self : BenchNoopHandler.self
         var runtime = RuntimeConfiguration(bootstrapServers: configuration.bootstrapServers)
         runtime.sessionTimeout = .seconds(6)
         runtime.concurrency = self.concurrency
@@ -84,6 +89,12 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         settings.groupID = self.group
         settings.topics = [self.topic]
         settings.properties = configuration.properties
+        if self.mode == .runtimeIdempotent {
+            var idempotency = IdempotencySettings()
+            idempotency.key = .recordKey
+            settings.idempotency = idempotency
+            runtime.idempotencyStore = self.idempotencyStore
+        }
         runtime.handlers = [settings]
         let supervisor = try Supervisor(configuration: runtime, registry: try HandlerRegistry([handler]), logger: logger)
         let target = self.records

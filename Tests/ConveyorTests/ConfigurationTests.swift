@@ -139,7 +139,7 @@ struct RuntimeConfigurationTests {
             crash:
               max: 0
             idempotency:
-              store: sqlite:///tmp/keys.db
+              store: postgres://conveyor@127.0.0.1/keys
             handlers:
               enabled: [a, a]
               a:

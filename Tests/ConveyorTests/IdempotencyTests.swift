@@ -31,8 +31,9 @@ extension EffectHandler {
 private struct EffectsA: EffectHandler { static let name = "effects-a" }
 private struct EffectsB: EffectHandler { static let name = "effects-b" }
 private struct EffectsC: EffectHandler { static let name = "effects-c" }
+private struct EffectsD: EffectHandler { static let name = "effects-d" }
 
-private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self])
+private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self])
 
 /// The memory store with an outage switch: while `isDown`, every call fails as an unreachable server would.
 private final class SwitchableStore: IdempotencyStore {
@@ -99,31 +100,63 @@ private func header(_ record: KafkaRecord, _ name: String) -> String? {
     record.headers.first { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
 }
 
-@Suite("Idempotency store (memory)")
-struct MemoryIdempotencyStoreTests {
-    @Test("Claim, complete, duplicate, held elsewhere, lease takeover, release, purge and capacity")
-    func semantics() async throws {
-        let store = MemoryIdempotencyStore(capacity: 3)
+/// The semantics every store must have.
+private func checkSemantics(of store: any IdempotencyStore) async throws {
+    let now = Date()
+    #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now) == .claimed)
+    let held = try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 1)
+    #expect(held == .inProgress(until: now + 10) || (held != .claimed && held != .completed(payloadHash: "1")), "never run concurrently: \(held)")
+    #expect(try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 11) == .claimed, "expired lease taken over")
+    try await store.complete("h/a", payloadHash: "1", owner: "q", ttl: .seconds(100), now: now + 12)
+    #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 13) == .completed(payloadHash: "1"))
+    #expect(try await store.claim("h/b", payloadHash: "2", owner: "p", lease: .seconds(10), now: now) == .claimed)
+    try await store.release("h/b", owner: "q")
+    #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now + 1) != .claimed, "only the owner releases")
+    try await store.release("h/b", owner: "p")
+    #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now) == .claimed, "released")
+    try await store.complete("h/c", payloadHash: "3", owner: "p", ttl: .seconds(1), now: now)
+    #expect(try await store.purgeExpired(now: now + 50) == 2, "h/b's lease and h/c's time to live ended; h/a lives")
+    #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .completed(payloadHash: "1"), "h/a kept")
+}
+
+@Suite("Idempotency stores")
+struct IdempotencyStoreTests {
+    @Test("Memory store: claim, held, lease takeover, complete, duplicate, release, purge; bounded")
+    func memory() async throws {
+        try await checkSemantics(of: MemoryIdempotencyStore())
+        let small = MemoryIdempotencyStore(capacity: 3)
         let now = Date()
-        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now) == .claimed)
-        #expect(
-            try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 1)
-                == .inProgress(until: now + 10),
-            "never run concurrently"
-        )
-        #expect(try await store.claim("h/a", payloadHash: "1", owner: "q", lease: .seconds(10), now: now + 11) == .claimed, "expired lease taken over")
-        try await store.complete("h/a", payloadHash: "1", owner: "q", ttl: .seconds(100), now: now + 12)
-        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 13) == .completed(payloadHash: "1"))
-        #expect(try await store.claim("h/b", payloadHash: "2", owner: "p", lease: .seconds(10), now: now) == .claimed)
-        try await store.release("h/b", owner: "p")
-        #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now) == .claimed, "released")
-        try await store.complete("h/c", payloadHash: "3", owner: "p", ttl: .seconds(1), now: now)
-        #expect(try await store.purgeExpired(now: now + 50) == 2, "h/b's lease and h/c's time to live ended; h/a lives")
-        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .completed(payloadHash: "1"), "h/a kept")
         for index in 0..<5 {
-            try await store.complete("h/x\(index)", payloadHash: "x", owner: "p", ttl: .seconds(100), now: now)
+            try await small.complete("h/x\(index)", payloadHash: "x", owner: "p", ttl: .seconds(100), now: now)
         }
-        #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .claimed, "the oldest completed key was evicted at capacity 3")
+        #expect(try await small.claim("h/x0", payloadHash: "x", owner: "p", lease: .seconds(10), now: now) == .claimed, "the oldest keys were evicted")
+        #expect(try await small.claim("h/x4", payloadHash: "x", owner: "p", lease: .seconds(10), now: now) == .completed(payloadHash: "x"))
+    }
+
+    @Test("SQLite store: the same semantics, in WAL mode, surviving a reopen")
+    func sqlite() async throws {
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let store = try SQLiteIdempotencyStore(path: path)
+        #expect(try store.journalMode == "wal")
+        try await checkSemantics(of: store)
+        try await store.complete("h/kept", payloadHash: "k", owner: "p", ttl: .seconds(3_600), now: Date())
+        let reopened = try SQLiteIdempotencyStore(path: path)
+        #expect(try await reopened.claim("h/kept", payloadHash: "k", owner: "q", lease: .seconds(10), now: Date()) == .completed(payloadHash: "k"))
+    }
+
+    @Test("Store URLs: memory and sqlite open; malformed, unknown and unavailable ones name the problem")
+    func urls() throws {
+        var configuration = RuntimeConfiguration(bootstrapServers: "unused")
+        #expect(try configuration.makeIdempotencyStore() is MemoryIdempotencyStore)
+        configuration.idempotencyStore = "sqlite://" + NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString).db"
+        #expect(try configuration.makeIdempotencyStore() is SQLiteIdempotencyStore)
+        for (url, named) in [("keys.db", "expected a URL"), ("sqlite://", "no database path"), ("redis://x", "unknown store"),
+                             ("postgres://u@127.0.0.1/db", "not available"), ("sqlite:///proc/no/such/dir/keys.db", "cannot open")] {
+            configuration.idempotencyStore = url
+            let error = #expect(throws: ConveyorError.self) { try configuration.makeIdempotencyStore() }
+            #expect(error?.message.contains(named) == true, "\(url): \(error?.message ?? "")")
+            #expect(error?.message.contains("idempotency.store") == true)
+        }
     }
 }
 
@@ -166,6 +199,37 @@ struct IdempotencyRuntimeTests {
         #expect(letters.count == 1)
         #expect(letters.first.flatMap { header($0, DeadLetter.Header.reason) } == "idempotency-conflict")
         #expect(letters.first?.value.map { String(decoding: $0, as: UTF8.self) } == "B")
+    }
+
+    @Test("SQLite store: records redelivered to a new run (another group) are duplicates, without effect")
+    func sqliteAcrossRuns() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-sqlite"
+        try kafka.createTopic(topic, partitions: 2)
+        try await produce((0..<30).map { keyed(topic, key: "order-\($0)", value: "s\($0)") }, to: kafka)
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString).db"
+        var counts: [Int] = []
+        for round in 0..<2 {
+            var configuration = configuration(kafka, topic: topic, handler: EffectsD.name, idempotency: IdempotencySettings())
+            configuration.idempotencyStore = "sqlite://" + path
+            // A new group reads everything again, as a redelivery after a crash would.
+            configuration.handlers[0].groupID = "\(topic).round-\(round)"
+            let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+            let run = Task { try await supervisor.run(signals: []) }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(60)
+            while (supervisor.statistics.first.map { $0.inFlight == 0 ? $0.handled + $0.duplicatesSkipped : 0 } ?? 0) < 30,
+                clock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            counts.append(supervisor.statistics.first?.duplicatesSkipped ?? -1)
+            await supervisor.triggerGracefulShutdown()
+            #expect(try await run.value.isClean)
+        }
+        let mine = effects.value.filter { $0.hasPrefix("\(EffectsD.name):s") }
+        #expect(mine.count == 30 && Set(mine).count == 30, "one effect per key over both runs: \(mine.count)")
+        #expect(counts == [0, 30], "the second run skipped every record as a duplicate")
     }
 
     @Test("A handler that requires keys dead-letters a record without one")
