@@ -58,6 +58,8 @@ final class OffsetTracker {
         }
 
         func dispatch(_ offset: Int64) -> Ticket? {
+            // Once the revocation (or the stop) began, nothing more starts: the next owner gets it.
+            guard self.startCutoff == nil else { return nil }
             if let last = self.offsets.last ?? self.committable.map({ $0 - 1 }), offset <= last {
                 return nil
             }
@@ -183,8 +185,8 @@ final class OffsetTracker {
     var assigned: [TopicPartition] { Array(self.partitions.keys) }
 
     /// Registers a record handed to the worker pool. Returns its ticket, or `nil` if the record must not run:
-    /// its partition is not assigned, or its offset is not past the last dispatched one (a redelivery of a record
-    /// already in hand).
+    /// its partition is not assigned or its revocation began, or its offset is not past the last dispatched one (a
+    /// redelivery of a record already in hand).
     func dispatch(topic: String, partition: Int32, offset: Int64) -> Ticket? {
         self.partition(topic: topic, partition: partition)?.dispatch(offset)
     }

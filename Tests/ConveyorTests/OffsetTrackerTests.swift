@@ -101,6 +101,7 @@ struct OffsetTrackerTests {
         #expect(tracker.mayStart(try #require(tickets[1])), "needed so that the running record can be committed")
         #expect(tracker.mayStart(try #require(tickets[2])))
         #expect(!tracker.mayStart(try #require(tickets[3])), "nothing after started work may start")
+        #expect(tracker.dispatch(self.partition, offset: 5) == nil, "nor is anything dispatched any more")
         #expect(tracker.inFlight(self.partition) == 4)
         #expect(tracker.skip(try #require(tickets[3])))
         #expect(!tracker.finish(try #require(tickets[3])), "settled once")
