@@ -70,18 +70,11 @@ public enum DeadLetter {
         failure: Failure,
         now: (wall: Int64, monotonic: ContinuousClock.Instant)
     ) -> KafkaProducerMessage {
-        var headers = Self.provenance(of: record, firstFailure: Self.wall(failure.firstFailure, now: now))
-        headers.append(KafkaHeader(name: Header.handler, string: handler))
-        headers.append(KafkaHeader(name: Header.group, string: group))
-        headers.append(KafkaHeader(name: Header.attempts, string: String(failure.attempts)))
-        headers.append(KafkaHeader(name: Header.lastFailure, string: Self.wall(failure.lastFailure, now: now)))
-        headers.append(KafkaHeader(name: Header.errorType, string: String(reflecting: type(of: failure.error))))
-        headers.append(KafkaHeader(name: Header.errorMessage, value: Self.truncated("\(failure.error)")))
-        headers.append(KafkaHeader(name: Header.reason, string: failure.reason.rawValue))
-        return KafkaProducerMessage(
-            topic: topic, partition: nil, key: record.key.map(Array.init), value: record.value.map(Array.init),
-            headers: headers
-        )
+        Self.forwarded(record, to: topic, failure: failure, now: now, adding: [
+            KafkaHeader(name: Header.handler, string: handler),
+            KafkaHeader(name: Header.group, string: group),
+            KafkaHeader(name: Header.reason, string: failure.reason.rawValue),
+        ])
     }
 
     /// The record of `record` for retry topic `topic` (stage `stage`), due at `due` (ms since 1970).
@@ -93,17 +86,29 @@ public enum DeadLetter {
         failure: Failure,
         now: (wall: Int64, monotonic: ContinuousClock.Instant)
     ) -> KafkaProducerMessage {
+        Self.forwarded(record, to: topic, failure: failure, now: now, adding: [
+            KafkaHeader(name: Header.retryStage, string: String(stage)),
+            KafkaHeader(name: Header.retryDue, string: String(due)),
+        ])
+    }
+
+    /// `record` for `topic`, keyed like the original (so that one key's records keep their order there): its key,
+    /// value and headers, its provenance, the failure, and `extra` headers.
+    private static func forwarded(
+        _ record: KafkaRecord,
+        to topic: String,
+        failure: Failure,
+        now: (wall: Int64, monotonic: ContinuousClock.Instant),
+        adding extra: [KafkaHeader]
+    ) -> KafkaProducerMessage {
         var headers = Self.provenance(of: record, firstFailure: Self.wall(failure.firstFailure, now: now))
         headers.append(KafkaHeader(name: Header.attempts, string: String(failure.attempts)))
         headers.append(KafkaHeader(name: Header.lastFailure, string: Self.wall(failure.lastFailure, now: now)))
         headers.append(KafkaHeader(name: Header.errorType, string: String(reflecting: type(of: failure.error))))
         headers.append(KafkaHeader(name: Header.errorMessage, value: Self.truncated("\(failure.error)")))
-        headers.append(KafkaHeader(name: Header.retryStage, string: String(stage)))
-        headers.append(KafkaHeader(name: Header.retryDue, string: String(due)))
-        // Keyed like the original, so that one key's retries of a stage keep their order.
         return KafkaProducerMessage(
             topic: topic, partition: nil, key: record.key.map(Array.init), value: record.value.map(Array.init),
-            headers: headers
+            headers: headers + extra
         )
     }
 

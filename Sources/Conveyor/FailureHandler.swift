@@ -3,7 +3,7 @@ import Logging
 import RdKafka
 import Synchronization
 
-/// What happens to a record after its first attempt failed: retries with backoff on its lane, then the
+/// What happens to a record after its first attempt failed: retries with backoff (off its lane), then a retry topic or the
 /// dead-letter topic, or a skip, as the handler's classification and retry policy say.
 final class FailureHandler: Sendable {
     /// How the record left.
@@ -20,18 +20,16 @@ final class FailureHandler: Sendable {
         case abandoned
     }
 
-    let handler: any Handler
+    /// The handler, called for retries as for first attempts.
+    let call: HandlerCall
     let settings: RuntimeConfiguration.HandlerSettings
     let policy: RetryPolicy
-    let environment: HandlerEnvironment
     /// The producer of dead letters: its own, with a short delivery timeout, so that a failing write is known
     /// (and logged, counted and tried again) within seconds.
     let deadLetters: KafkaProducer
     let metrics: HandlerMetrics
     /// The handler's delayed retry topics, if it has any.
     let retryTopics: RetryTopics?
-    /// The handler's idempotency keys, if it has them: retries run under them too.
-    let idempotency: IdempotentCall?
     /// Records waiting for an unreachable idempotency store right now (the health state).
     let storeWaits = Atomic<Int>(0)
     /// Records whose dead-letter write is failing right now (the health state).
@@ -45,23 +43,19 @@ final class FailureHandler: Sendable {
     private let isStopping = Atomic<Bool>(false)
 
     init(
-        handler: any Handler,
+        call: HandlerCall,
         settings: RuntimeConfiguration.HandlerSettings,
         policy: RetryPolicy,
-        environment: HandlerEnvironment,
         deadLetters: KafkaProducer,
         metrics: HandlerMetrics,
         retryTopics: RetryTopics?,
-        idempotency: IdempotentCall?,
         floodGuard: FloodGuard
     ) {
+        self.call = call
         self.retryTopics = retryTopics
-        self.idempotency = idempotency
         self.floodGuard = Mutex(floodGuard)
-        self.handler = handler
         self.settings = settings
         self.policy = policy
-        self.environment = environment
         self.deadLetters = deadLetters
         self.metrics = metrics
     }
@@ -99,7 +93,7 @@ final class FailureHandler: Sendable {
         var waitingForStore = false
         defer {
             if waitingForStore {
-                self.endStoreWait(for: kafkaRecord)
+                self.unblock(kafkaRecord.topicPartition, for: .unreachableStore)
             }
         }
         while true {
@@ -111,8 +105,8 @@ final class FailureHandler: Sendable {
                 case .storeUnavailable(let error):
                     if !waitingForStore {
                         waitingForStore = true
-                        self.beginStoreWait(for: kafkaRecord)
-                        HandlerContext(environment: self.environment, record: record, attempt: failure.attempt).logger.error(
+                        self.block(kafkaRecord.topicPartition, for: .unreachableStore)
+                        self.call.context(for: record, attempt: failure.attempt).logger.error(
                             "idempotency store unavailable; the partition pauses until it is back", metadata: ["error": "\(error)"]
                         )
                     }
@@ -126,7 +120,7 @@ final class FailureHandler: Sendable {
                 try? await Task.sleep(for: wait)
                 guard mayContinue(), !self.isStopping.load(ordering: .relaxed) else { return .abandoned }
                 do {
-                    try await self.invoke(record, attempt: failure.attempt)
+                    try await self.call(record, attempt: failure.attempt)
                     return .handled
                 } catch {
                     failure = (failure.attempt, error, clock.now)
@@ -135,12 +129,12 @@ final class FailureHandler: Sendable {
             }
             if waitingForStore {
                 waitingForStore = false
-                self.endStoreWait(for: kafkaRecord)
+                self.unblock(kafkaRecord.topicPartition, for: .unreachableStore)
             }
             failures += 1
             self.metrics.increment(.failures, topic: record.topic)
-            let action = self.handler.classify(failure.error)
-            let logger = HandlerContext(environment: self.environment, record: record, attempt: failure.attempt).logger
+            let action = self.call.handler.classify(failure.error)
+            let logger = self.call.context(for: record, attempt: failure.attempt).logger
             switch action {
             case .skip:
                 logger.notice("Record skipped", metadata: ["error": "\(failure.error)"])
@@ -183,7 +177,7 @@ final class FailureHandler: Sendable {
                 let attempt = failure.attempt + 1
                 self.metrics.increment(.attempts, topic: record.topic)
                 do {
-                    try await self.invoke(record, attempt: attempt)
+                    try await self.call(record, attempt: attempt)
                     return .handled
                 } catch {
                     failure = (attempt, error, clock.now)
@@ -197,27 +191,31 @@ final class FailureHandler: Sendable {
         self.isStopping.store(true, ordering: .relaxed)
     }
 
-    /// Runs the handler once (under its idempotency key, if it has them).
-    private func invoke(_ record: Record, attempt: Int) async throws {
-        let context = HandlerContext(environment: self.environment, record: record, attempt: attempt)
-        if let idempotency = self.idempotency {
-            _ = try await idempotency.run(record, context: context, handler: self.handler)
-        } else {
-            try await self.handler.handle(record, context: context)
+    /// What a blocked record waits for.
+    private enum Block {
+        case failingWrite
+        case unreachableStore
+    }
+
+    /// A record of `partition` starts waiting: the partition pauses until every record of it stopped waiting.
+    private func block(_ partition: TopicPartition, for reason: Block) {
+        switch reason {
+        case .failingWrite: self.deadLetterBlocked.add(1, ordering: .relaxed)
+        case .unreachableStore: self.storeWaits.add(1, ordering: .relaxed)
         }
+        self.blockedPartitions.withLock { $0[partition, default: 0] += 1 }
     }
 
-    private func beginStoreWait(for record: KafkaRecord) {
-        self.storeWaits.add(1, ordering: .relaxed)
-        self.blockedPartitions.withLock { $0[record.topicPartition, default: 0] += 1 }
-    }
-
-    private func endStoreWait(for record: KafkaRecord) {
-        self.storeWaits.subtract(1, ordering: .relaxed)
+    /// The record of `partition` that ``block(_:for:)`` counted stopped waiting.
+    private func unblock(_ partition: TopicPartition, for reason: Block) {
+        switch reason {
+        case .failingWrite: self.deadLetterBlocked.subtract(1, ordering: .relaxed)
+        case .unreachableStore: self.storeWaits.subtract(1, ordering: .relaxed)
+        }
         self.blockedPartitions.withLock { partitions in
-            partitions[record.topicPartition, default: 1] -= 1
-            if partitions[record.topicPartition] == 0 {
-                partitions[record.topicPartition] = nil
+            partitions[partition, default: 1] -= 1
+            if partitions[partition] == 0 {
+                partitions[partition] = nil
             }
         }
     }
@@ -240,7 +238,7 @@ final class FailureHandler: Sendable {
         _ kafkaRecord: KafkaRecord, record: Record, crashes: Int, mayContinue: () -> Bool
     ) async -> Outcome {
         let now = ContinuousClock.now
-        let logger = HandlerContext(environment: self.environment, record: record, attempt: crashes).logger
+        let logger = self.call.context(for: record, attempt: crashes).logger
         logger.error("Record quarantined: it was running when a process died", metadata: ["crashes": "\(crashes)"])
         self.metrics.increment(.quarantines, topic: record.topic)
         return await self.deadLetter(
@@ -335,13 +333,7 @@ final class FailureHandler: Sendable {
         let partition = source.topicPartition
         defer {
             if blocked {
-                self.deadLetterBlocked.subtract(1, ordering: .relaxed)
-                self.blockedPartitions.withLock { partitions in
-                    partitions[partition, default: 1] -= 1
-                    if partitions[partition] == 0 {
-                        partitions[partition] = nil
-                    }
-                }
+                self.unblock(partition, for: .failingWrite)
             }
         }
         while true {
@@ -351,8 +343,7 @@ final class FailureHandler: Sendable {
                 self.metrics.increment(.deadLetterFailures, topic: message.topic)
                 if !blocked {
                     blocked = true
-                    self.deadLetterBlocked.add(1, ordering: .relaxed)
-                    self.blockedPartitions.withLock { $0[partition, default: 0] += 1 }
+                    self.block(partition, for: .failingWrite)
                 }
                 logger.error(
                     "Write to \(message.topic) failed; its partition pauses and the record is written again",

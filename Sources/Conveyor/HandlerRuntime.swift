@@ -11,8 +11,6 @@ import Synchronization
 final class HandlerRuntime: KafkaConsumerDelegate {
     private struct State {
         var tracker = OffsetTracker()
-        /// Partitions this runtime paused for the budget (and must resume), as opposed to paused by others.
-        var pausedForBudget: Set<TopicPartition> = []
         /// Records dispatched and not finished, over all partitions (including abandoned ones still running).
         var inFlight = 0
         /// Signalled on every completion while the poll thread waits for revoked partitions to drain.
@@ -20,12 +18,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         /// Waiting for `inFlight` to reach zero (shutdown).
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         var isShuttingDown = false
-        /// Set once the flood guard tripped: fetching stays paused until the process restarts.
-        var isPausedByFloodGuard = false
         /// Ordering keys with a record waiting for a retry, and the records queued behind it, in order.
         var parked: [OrderingKey: [Parked]] = [:]
-        /// Partitions paused because a dead-letter (or retry-topic) write of one of their records is failing.
-        var pausedForWrites: Set<TopicPartition> = []
         /// Partitions of retry topics paused until their first record is due (ms since 1970).
         var heldUntilDue: [TopicPartition: Int64] = [:]
         var sentToRetryTopics = 0
@@ -51,13 +45,12 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let state = Mutex(State())
     /// The lane of each record; used by the poll thread only, so never contended.
     private let lanes: Mutex<LaneAssignment>
-    private let environment: HandlerEnvironment
+    private let call: HandlerCall
     private let metrics: HandlerMetrics
     private let failures: FailureHandler
     private let crashes: CrashCounts
     private let journal: CrashJournal
     private let retryTopics: RetryTopics?
-    private let idempotency: IdempotentCall?
     /// The names of the retry topics this handler reads (empty without retry topics).
     private let retryTopicNames: Set<String>
     /// Keys with a record waiting for a retry (``State/parked``), read without the lock per record.
@@ -86,12 +79,6 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.retryTopics = settings.retryTopicDelays.isEmpty ? nil : RetryTopics(delays: settings.retryTopicDelays)
         let handlerMetrics = HandlerMetrics(handler: settings.name, factory: metrics)
         self.metrics = handlerMetrics
-        self.idempotency = settings.idempotency.map {
-            IdempotentCall(
-                settings: $0, store: idempotencyStore, scope: settings.name, owner: owner, duplicates: DuplicateCounter(),
-                metrics: handlerMetrics
-            )
-        }
         let sources = settings.topics ?? handler.topics
         self.retryTopicNames = Set(self.retryTopics?.topics(for: sources) ?? [])
         self.handler = handler
@@ -104,12 +91,19 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         logger[metadataKey: "handler"] = "\(settings.name)"
         self.logger = logger
         self.lanes = Mutex(LaneAssignment(ordering: settings.ordering, pool: pool))
-        self.environment = HandlerEnvironment(logger: self.logger, producer: producer)
+        self.call = HandlerCall(
+            handler: handler,
+            environment: HandlerEnvironment(logger: self.logger, producer: producer),
+            idempotency: settings.idempotency.map {
+                IdempotentCall(
+                    settings: $0, store: idempotencyStore, scope: settings.name, owner: owner,
+                    duplicates: DuplicateCounter(), metrics: handlerMetrics
+                )
+            }
+        )
         self.failures = FailureHandler(
-            handler: handler, settings: settings, policy: configuration.retryPolicy(for: settings),
-            environment: self.environment, deadLetters: deadLetters, metrics: self.metrics,
-            retryTopics: self.retryTopics,
-            idempotency: self.idempotency,
+            call: self.call, settings: settings, policy: configuration.retryPolicy(for: settings),
+            deadLetters: deadLetters, metrics: self.metrics, retryTopics: self.retryTopics,
             floodGuard: FloodGuard(window: configuration.floodGuardWindow, maxShare: configuration.floodGuardMaxShare)
         )
     }
@@ -127,15 +121,15 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 name: self.settings.name, group: self.settings.groupID,
                 // A duplicate is counted when found, and finished a moment later: never below zero meanwhile.
                 handled: max(0, state.finished - state.deadLettered - state.skipped - state.sentToRetryTopics
-                    - (self.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0)),
+                    - (self.call.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0)),
                 failedAttempts: state.failedAttempts, deadLettered: state.deadLettered, skipped: state.skipped,
                 sentToRetryTopics: state.sentToRetryTopics,
                 inFlight: state.inFlight,
                 isDeadLetterBlocked: self.failures.deadLetterBlocked.load(ordering: .relaxed) > 0,
-                partitionsPausedForWrites: state.pausedForWrites,
-                duplicatesSkipped: self.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0,
+                partitionsPausedForWrites: self.failures.partitionsBlockedByWrites,
+                duplicatesSkipped: self.call.idempotency?.duplicates.count.load(ordering: .relaxed) ?? 0,
                 isIdempotencyStoreUnavailable: self.failures.storeWaits.load(ordering: .relaxed) > 0,
-                isPausedByFloodGuard: state.isPausedByFloodGuard
+                isPausedByFloodGuard: self.failures.isFloodGuardTripped
             )
         }
     }
@@ -157,13 +151,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         )
         self.state.withLock { $0.consumer = consumer }
         defer { self.state.withLock { $0.consumer = nil } }
-        self.budget.onResume { [weak self] in self?.resumeAfterBudget() }
+        self.budget.onResume { [weak self] in self?.reconcilePausesSoon() }
         let collector = Task {
+            var seen = (floodGuard: false, blocked: Set<TopicPartition>())
             while !Task.isCancelled {
                 try? await Task.sleep(for: Self.collectInterval)
                 self.collectCompletions()
-                await self.pauseIfFloodGuardTripped(consumer)
-                await self.pauseWhileWritesFail(consumer)
+                let now = (floodGuard: self.failures.isFloodGuardTripped, blocked: self.failures.partitionsBlockedByWrites)
+                if now != seen {
+                    seen = now
+                    self.reconcilePausesSoon()
+                }
             }
         }
         defer { collector.cancel() }
@@ -194,9 +192,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { $0.isShuttingDown = true }
         self.stopStarting(nil)
         self.failures.stop()
-        try? await consumer.perform { control in
-            try control.pause(control.assignment.subtracting(control.paused))
-        }
+        try? await consumer.perform { self.reconcilePauses($0) }
         let drained = await self.waitUntilIdle(timeout: self.configuration.shutdownTimeout)
         if !drained {
             self.logger.warning("Shutdown timeout passed with records in flight")
@@ -263,7 +259,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             self.pool.submit(lane: lane) { await self.run(run, lane: lane, dispatchedAfter: revocations) }
         }
         if mustPause || self.budget.isPaused {
-            self.pauseForBudget(control, control.assignment)
+            self.reconcilePauses(control)
         }
     }
 
@@ -287,16 +283,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             skipped.insert(index)
         }
         guard !holds.isEmpty else { return skipped }
-        do {
-            try control.pause(Set(holds.keys))
-            try control.seek(holds.map { TopicPartitionOffset($0.key, offset: $0.value.offset) })
-        } catch {
-            self.logger.error("Cannot hold a retry topic's partition until due", metadata: ["error": "\(error)"])
-        }
         self.state.withLock { state in
             for (partition, hold) in holds {
                 state.heldUntilDue[partition] = hold.due
             }
+        }
+        // Paused first, then sought back: records fetched meanwhile must not arrive before the seek applies.
+        self.reconcilePauses(control)
+        do {
+            try control.seek(holds.map { TopicPartitionOffset($0.key, offset: $0.value.offset) })
+        } catch {
+            self.logger.error("Cannot hold a retry topic's partition until due", metadata: ["error": "\(error)"])
         }
         for (partition, hold) in holds {
             Task { await self.resume(partition, heldUntil: hold.due, from: now) }
@@ -304,92 +301,51 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         return skipped
     }
 
-    /// Resumes a retry topic's partition once its first record is due (unless it was revoked meanwhile, or the
-    /// budget paused fetching: then the budget resumes it).
+    /// Lets a retry topic's partition fetch again once its first record is due (unless it was revoked, or the
+    /// hold renewed, meanwhile).
     private func resume(_ partition: TopicPartition, heldUntil due: Int64, from now: Int64) async {
         try? await Task.sleep(for: .milliseconds(max(0, due - now)))
         guard let consumer = self.state.withLock({ $0.consumer }) else { return }
         try? await consumer.perform { control in
-            let resume = self.state.withLock { state -> Bool in
+            let released = self.state.withLock { state in
                 guard state.heldUntilDue[partition] == due else { return false }
                 state.heldUntilDue[partition] = nil
-                guard !self.budget.isPaused, !state.isShuttingDown, !state.isPausedByFloodGuard else {
-                    state.pausedForBudget.insert(partition)
-                    return false
-                }
                 return true
             }
-            if resume, control.assignment.contains(partition) {
-                try control.resume([partition])
+            if released {
+                self.reconcilePauses(control)
             }
         }
     }
 
-    private func pauseForBudget(_ control: KafkaConsumerControl, _ partitions: Set<TopicPartition>) {
-        let toPause = partitions.subtracting(control.paused)
-        guard !toPause.isEmpty else { return }
+    /// Pauses what must not fetch now and resumes the rest. Every assigned partition pauses while the process's
+    /// in-flight budget is spent, the flood guard tripped or the handler stops; otherwise only the partitions
+    /// with a record waiting for a failing write or an unreachable store, and retry-topic partitions held until
+    /// their first record is due. Every pause of this consumer is decided here, so no reason can resume a
+    /// partition another one keeps paused. Poll thread only.
+    private func reconcilePauses(_ control: KafkaConsumerControl) {
+        let assignment = control.assignment
+        let (stopping, held) = self.state.withLock { ($0.isShuttingDown, Set($0.heldUntilDue.keys)) }
+        let wanted =
+            stopping || self.budget.isPaused || self.failures.isFloodGuardTripped
+            ? assignment : assignment.intersection(held.union(self.failures.partitionsBlockedByWrites))
+        let toPause = wanted.subtracting(control.paused)
+        let toResume = control.paused.subtracting(wanted)
+        guard !toPause.isEmpty || !toResume.isEmpty else { return }
         do {
             try control.pause(toPause)
-            self.state.withLock { $0.pausedForBudget.formUnion(toPause) }
-            self.logger.debug("Fetching paused: in-flight budget reached", metadata: ["partitions": "\(toPause.count)"])
+            try control.resume(toResume)
+            self.logger.debug("Fetching paused or resumed", metadata: ["paused": "\(toPause.count)", "resumed": "\(toResume.count)"])
         } catch {
-            self.logger.error("Cannot pause for the in-flight budget", metadata: ["error": "\(error)"])
+            self.logger.error("Cannot pause or resume fetching", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Once the flood guard tripped, pauses every assigned partition for good (until restart).
-    private func pauseIfFloodGuardTripped(_ consumer: KafkaConsumer) async {
-        guard self.failures.isFloodGuardTripped, !self.state.withLock({ $0.isPausedByFloodGuard }) else { return }
-        self.state.withLock { $0.isPausedByFloodGuard = true }
-        try? await consumer.perform { control in
-            try control.pause(control.assignment.subtracting(control.paused))
-        }
-    }
-
-    /// Pauses the partitions whose dead-letter (or retry-topic) write keeps failing, and resumes them once it
-    /// succeeded (unless something else keeps them paused).
-    private func pauseWhileWritesFail(_ consumer: KafkaConsumer) async {
-        let blocked = self.failures.partitionsBlockedByWrites
-        let (toPause, toResume) = self.state.withLock { state -> (Set<TopicPartition>, Set<TopicPartition>) in
-            let toPause = blocked.subtracting(state.pausedForWrites)
-            let toResume = state.pausedForWrites.subtracting(blocked)
-            return (toPause, toResume)
-        }
-        guard !toPause.isEmpty || !toResume.isEmpty else { return }
-        try? await consumer.perform { control in
-            let pausing = toPause.intersection(control.assignment).subtracting(control.paused)
-            try control.pause(pausing)
-            let resuming = self.state.withLock { state -> Set<TopicPartition> in
-                state.pausedForWrites.formUnion(pausing)
-                state.pausedForWrites.subtract(toResume)
-                guard !self.budget.isPaused, !state.isShuttingDown, !state.isPausedByFloodGuard else {
-                    state.pausedForBudget.formUnion(toResume)
-                    return []
-                }
-                return toResume.subtracting(state.heldUntilDue.keys)
-            }
-            try control.resume(resuming.intersection(control.assignment))
-            if !pausing.isEmpty {
-                self.logger.warning("Fetching paused: a dead-letter write is failing", metadata: ["partitions": "\(pausing)"])
-            }
-        }
-    }
-
-    private func resumeAfterBudget() {
+    /// ``reconcilePauses(_:)`` on the poll thread, from elsewhere.
+    private func reconcilePausesSoon() {
         guard let consumer = self.state.withLock({ $0.consumer }) else { return }
         Task {
-            try? await consumer.perform { control in
-                let paused = self.state.withLock { state in
-                    defer { state.pausedForBudget.removeAll() }
-                    return state.pausedForBudget
-                }
-                guard !self.budget.isPaused, !self.state.withLock({ $0.isShuttingDown || $0.isPausedByFloodGuard }) else {
-                    self.state.withLock { $0.pausedForBudget.formUnion(paused) }
-                    return
-                }
-                let keptPaused = self.state.withLock { $0.pausedForWrites.union($0.heldUntilDue.keys) }
-                try control.resume(paused.intersection(control.assignment).subtracting(keptPaused))
-            }
+            try? await consumer.perform { self.reconcilePauses($0) }
         }
     }
 
@@ -431,7 +387,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
                     do {
-                        try await self.invoke(record, attempt: attempt)
+                        try await self.call(record, attempt: attempt)
                         handled = true
                     } catch {
                         // The record waits for its retries in a task of its own; the lane moves on, and later
@@ -637,20 +593,10 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         guard self.mayStart(ticket) else { return false }
         self.metrics.increment(.attempts, topic: record.topic)
         do {
-            try await self.invoke(record, attempt: attempt)
+            try await self.call(record, attempt: attempt)
             return true
         } catch {
             return await self.recover(kafkaRecord, record: record, ticket: ticket, attempt: attempt, after: error)
-        }
-    }
-
-    /// Calls the handler once, under the record's idempotency key if the handler has them.
-    private func invoke(_ record: Record, attempt: Int) async throws {
-        let context = HandlerContext(environment: self.environment, record: record, attempt: attempt)
-        if let idempotency = self.idempotency {
-            _ = try await idempotency.run(record, context: context, handler: self.handler)
-        } else {
-            try await self.handler.handle(record, context: context)
         }
     }
 
@@ -663,11 +609,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             }
         }
         self.logger.info("Partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
-        if self.state.withLock({ $0.isPausedByFloodGuard }) {
-            try? control.pause(Set(partitions))
-        } else if self.budget.isPaused {
-            self.pauseForBudget(control, Set(partitions))
-        }
+        self.reconcilePauses(control)
     }
 
     func consumer(_ control: KafkaConsumerControl, willRevoke partitions: [TopicPartition]) {
@@ -714,11 +656,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private func release(_ partitions: [TopicPartition], reason: String) {
         self.revocations.add(1, ordering: .releasing)
         let abandoned: [TopicPartitionOffset] = self.state.withLock { state in
-            state.pausedForBudget.subtract(partitions)
             for partition in partitions {
                 state.heldUntilDue[partition] = nil
             }
-            state.pausedForWrites.subtract(partitions)
             let abandoned = partitions.flatMap { partition in
                 state.tracker.revoke(partition).map { TopicPartitionOffset(partition, offset: $0) }
             }

@@ -1,0 +1,23 @@
+/// One call of a handler for a record: its context, under the record's idempotency key when the handler has them.
+/// The lanes, the retries and the records queued behind a retried key all call the handler through it.
+struct HandlerCall: Sendable {
+    let handler: any Handler
+    let environment: HandlerEnvironment
+    /// The handler's idempotency keys, if it has them.
+    let idempotency: IdempotentCall?
+
+    /// The context of attempt `attempt` of `record`.
+    func context(for record: Record, attempt: Int) -> HandlerContext {
+        HandlerContext(environment: self.environment, record: record, attempt: attempt)
+    }
+
+    /// Runs the handler once (or acknowledges a duplicate, under idempotency keys).
+    func callAsFunction(_ record: Record, attempt: Int) async throws {
+        let context = self.context(for: record, attempt: attempt)
+        if let idempotency = self.idempotency {
+            _ = try await idempotency.run(record, context: context, handler: self.handler)
+        } else {
+            try await self.handler.handle(record, context: context)
+        }
+    }
+}
