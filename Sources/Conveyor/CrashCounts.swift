@@ -13,14 +13,15 @@ import Synchronization
 /// knows its records' crashes. Processes on other hosts see them only if the directory is shared.
 final class CrashCounts: Sendable {
     let directory: String
-    private let counts = Mutex<[CrashJournal.Entry: Int]>([:])
+    /// The counts by handler, and the modification time of the counts file they were read from.
+    private let counts = Mutex<(byHandler: [String: [CrashJournal.Entry: Int]], loaded: Date?)>(([:], nil))
 
     init(directory: String) {
         self.directory = directory
     }
 
-    /// Counts the records of dead processes' journals (deleting the journals), then reloads every count.
-    /// Returns the records newly counted.
+    /// Counts the records of dead processes' journals (deleting the journals), then reloads the counts if the
+    /// file changed since they were last read. Returns the records newly counted.
     @discardableResult
     func recover() -> [CrashJournal.Entry] {
         try? FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
@@ -29,21 +30,25 @@ final class CrashCounts: Sendable {
         defer { close(lock) }
         flock(lock, LOCK_EX)
         defer { flock(lock, LOCK_UN) }
-        var counts = self.load()
         let crashed = CrashJournal.collectDead(in: self.directory)
-        for entry in crashed {
-            counts[entry, default: 0] += 1
-        }
         if !crashed.isEmpty {
+            var counts = self.load()
+            for entry in crashed {
+                counts[entry, default: 0] += 1
+            }
             self.save(counts)
         }
-        self.counts.withLock { $0 = counts }
+        // Most calls find nothing new: the file is read again only when some process wrote it.
+        let modified = (try? FileManager.default.attributesOfItem(atPath: self.file))?[.modificationDate] as? Date
+        guard !crashed.isEmpty || modified != self.counts.withLock({ $0.loaded }) else { return crashed }
+        let counts = Dictionary(grouping: self.load(), by: \.key.handler).mapValues { Dictionary(uniqueKeysWithValues: $0) }
+        self.counts.withLock { $0 = (counts, modified) }
         return crashed
     }
 
     /// The counts of `handler`'s records, for a lane run to consult without a lock per record.
     func snapshot(handler: String) -> [CrashJournal.Entry: Int] {
-        self.counts.withLock { $0.filter { $0.key.handler == handler } }
+        self.counts.withLock { $0.byHandler[handler] ?? [:] }
     }
 
     private var file: String { self.directory + "/crash-counts" }

@@ -157,11 +157,6 @@ final class OffsetTracker {
         self.recentlyFinished = nil
     }
 
-    /// The current epoch of a partition, if it is assigned.
-    func epoch(of partition: TopicPartition) -> Epoch? {
-        self.partitions[partition]?.epoch
-    }
-
     /// Whether a dispatched record may start: its epoch is current, and if the partition's revocation began, the
     /// record is needed to complete the prefix of records that started before (see ``beginRevoke(_:started:)``).
     func mayStart(_ ticket: Ticket) -> Bool {
