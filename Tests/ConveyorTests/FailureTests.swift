@@ -6,11 +6,6 @@ import MetricsTestKit
 import RdKafka
 import Testing
 
-private let logger: Logger = {
-    var logger = Logger(label: "conveyor.failure-tests")
-    logger.logLevel = .critical
-    return logger
-}()
 
 /// One call of a failure-test handler.
 struct Call: Sendable {
@@ -79,43 +74,14 @@ private let registry = try! HandlerRegistry([
     ScriptedA.self, ScriptedB.self, ScriptedC.self, ScriptedD.self, ScriptedE.self, ScriptedF.self,
 ])
 
-private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
-    let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
-    for message in messages {
-        try await producer.produce(message) { _ in }
-    }
-    try await producer.flush(timeout: .seconds(60))
-    await producer.close()
-}
-
-/// Reads every record of `topic` into a collector.
-private func collect(_ topic: String, on kafka: EmbeddedKafka) async throws -> (KafkaConsumer, RecordCollector) {
-    let collector = RecordCollector()
-    var configuration = try kafka.testConfiguration(groupID: "reader-\(topic)-\(UUID())")
-    try configuration.set("auto.offset.reset", "earliest")
-    let consumer = try KafkaConsumer(configuration: configuration, delegate: collector, logger: logger)
-    try await consumer.subscribe([topic])
-    return (consumer, collector)
-}
-
 private func configuration(
     _ kafka: EmbeddedKafka, topic: String, handler: String, policy: RetryPolicy
 ) -> RuntimeConfiguration {
-    var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
-    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
-    configuration.sessionTimeout = .seconds(6)
-    configuration.commitInterval = .milliseconds(200)
+    var configuration = runtimeConfiguration(kafka, topic: topic, handlers: [handler])
     configuration.retryPolicy = policy
-    var settings = RuntimeConfiguration.HandlerSettings(name: handler)
-    settings.groupID = "\(topic).\(handler)"
-    settings.topics = [topic]
-    configuration.handlers = [settings]
     return configuration
 }
 
-private func header(_ record: KafkaRecord, _ name: String) -> String? {
-    record.headers.first { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
-}
 
 @Suite("Failure handling")
 struct FailureTests {
@@ -142,7 +108,7 @@ struct FailureTests {
             configuration: configuration(
                 kafka, topic: topic, handler: ScriptedA.name, policy: RetryPolicy(maxAttempts: 3, backoff: .fixed(.milliseconds(20)))
             ),
-            registry: registry, logger: logger, metrics: metrics
+            registry: registry, logger: quietLogger, metrics: metrics
         )
         let run = Task { try await supervisor.run(signals: []) }
         let (reader, dead) = try await collect(topic + ".dlq", on: kafka)
@@ -151,13 +117,11 @@ struct FailureTests {
             calls.filter { $0.handler == ScriptedA.name && $0.succeeded }.count >= 200
         }
         // The committed offset of partition 0 passes the poison record.
-        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(30)
-        var lag = try await admin.lag(group: "\(topic).\(ScriptedA.name)", topic: topic)
-        while lag.values.contains(where: { $0 != 0 }), clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-            lag = try await admin.lag(group: "\(topic).\(ScriptedA.name)", topic: topic)
+        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: quietLogger)
+        var lag: [TopicPartition: Int64] = [:]
+        await eventually {
+            lag = (try? await admin.lag(group: "\(topic).\(ScriptedA.name)", topic: topic)) ?? [:]
+            return !lag.isEmpty && lag.values.allSatisfy { $0 == 0 }
         }
         await supervisor.triggerGracefulShutdown()
         #expect(try await run.value.isClean)
@@ -219,7 +183,7 @@ struct FailureTests {
         let backoff = Duration.seconds(2)
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: ScriptedB.name, policy: RetryPolicy(maxAttempts: 3, backoff: .fixed(backoff))),
-            registry: registry, logger: logger
+            registry: registry, logger: quietLogger
         )
         let run = Task { try await supervisor.run(signals: []) }
         let seen = try await calls.wait(for: "every record", timeout: .seconds(60)) { calls in
@@ -252,7 +216,7 @@ struct FailureTests {
         )
         var configuration = configuration(kafka, topic: topic, handler: ScriptedC.name, policy: RetryPolicy(maxAttempts: 5, backoff: .none))
         configuration.handlers[0].deadLetterTopic = topic + ".dead"
-        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
         let run = Task { try await supervisor.run(signals: []) }
         let (reader, dead) = try await collect(topic + ".dead", on: kafka)
         let letters = try await dead.log.wait(for: "the dead letter", timeout: .seconds(60)) { !$0.records.isEmpty }.records
@@ -290,7 +254,7 @@ struct FailureTests {
         )
         var configuration = configuration(kafka, topic: topic, handler: ScriptedF.name, policy: RetryPolicy(maxAttempts: 1, backoff: .none))
         configuration.handlers[0].retryTopicDelays = [.seconds(1), .milliseconds(1500)]
-        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
         let run = Task { try await supervisor.run(signals: []) }
         let seen = try await calls.wait(for: "the record's third attempt", timeout: .seconds(60)) { calls in
             calls.contains { $0.handler == ScriptedF.name && $0.value == Behaviour.twice && $0.succeeded }
@@ -329,7 +293,7 @@ struct FailureTests {
 
         var configuration = configuration(kafka, topic: topic, handler: ScriptedD.name, policy: RetryPolicy(maxAttempts: 2, backoff: .none))
         configuration.deadLetterDeliveryTimeout = .milliseconds(500)
-        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
         let run = Task { try await supervisor.run(signals: []) }
         // The records are keyless, so they are ordered by partition: the ten before the poison record are handled,
         // then the partition waits for the dead letter.
@@ -337,33 +301,25 @@ struct FailureTests {
             calls.filter { $0.handler == ScriptedD.name && $0.succeeded }.count >= 10
         }
         // Wait until a dead-letter write failed: the record is held.
-        let clock = ContinuousClock()
-        var deadline = clock.now + .seconds(30)
-        while supervisor.statistics.first?.isDeadLetterBlocked != true, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(supervisor.statistics.first?.isDeadLetterBlocked == true, "the health state says so")
-        deadline = clock.now + .seconds(10)
-        while supervisor.statistics.first?.partitionsPausedForWrites.isEmpty != false, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let blocked = await eventually { supervisor.statistics.first?.isDeadLetterBlocked == true }
+        #expect(blocked, "the health state says so")
+        await eventually(timeout: .seconds(10)) { supervisor.statistics.first?.partitionsPausedForWrites.isEmpty == false }
         #expect(supervisor.statistics.first?.partitionsPausedForWrites == [TopicPartition(topic, 0)], "the partition pauses")
         try await Task.sleep(for: .milliseconds(600))
-        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let group = "\(topic).\(ScriptedD.name)"
         let partition = TopicPartition(topic, 0)
-        let held = try await admin.committedOffsets(group: "\(topic).\(ScriptedD.name)", partitions: [partition])
-        #expect((held[partition] ?? nil).map { $0 <= 10 } ?? true, "not committed past the record: \(held)")
+        let held = try await committedOffset(of: group, partition, on: kafka)
+        #expect(held.map { $0 <= 10 } ?? true, "not committed past the record: \(String(describing: held))")
 
         #expect(calls.value.filter { $0.handler == ScriptedD.name && $0.succeeded }.count == 10, "the partition waits")
 
         try kafka.setBrokerUp(2)
         let (reader, dead) = try await collect(topic + ".dlq", on: kafka)
         let letters = try await dead.log.wait(for: "the dead letter", timeout: .seconds(60)) { !$0.records.isEmpty }.records
-        deadline = clock.now + .seconds(30)
-        var committed = try await admin.committedOffsets(group: "\(topic).\(ScriptedD.name)", partitions: [partition])
-        while (committed[partition] ?? nil) != 100, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-            committed = try await admin.committedOffsets(group: "\(topic).\(ScriptedD.name)", partitions: [partition])
+        var committed: Int64?
+        await eventually {
+            committed = try? await committedOffset(of: group, partition, on: kafka)
+            return committed == 100
         }
         let handled = try await calls.wait(for: "99 good records", timeout: .seconds(60)) { calls in
             calls.filter { $0.handler == ScriptedD.name && $0.succeeded }.count >= 99
@@ -374,7 +330,7 @@ struct FailureTests {
         #expect(Set(handled.map(\.value)) == Set((0..<100).filter { $0 != 10 }.map { "v\($0)" }), "nothing lost")
         #expect(letters.count == 1)
         #expect(letters.first.flatMap { header($0, DeadLetter.Header.originalOffset) } == "10")
-        #expect(committed[partition] == 100, "the partition moved on")
+        #expect(committed == 100, "the partition moved on")
         #expect(supervisor.statistics.first?.isDeadLetterBlocked == false)
         #expect(supervisor.statistics.first?.partitionsPausedForWrites.isEmpty == true, "and resumed")
     }
@@ -419,25 +375,18 @@ struct FloodGuardTests {
         var configuration = configuration(kafka, topic: topic, handler: ScriptedE.name, policy: RetryPolicy(maxAttempts: 1, backoff: .none))
         configuration.floodGuardWindow = 20
         configuration.floodGuardMaxShare = 0.5
-        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
         let run = Task { try await supervisor.run(signals: []) }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(60)
-        while supervisor.statistics.first?.isPausedByFloodGuard != true, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(supervisor.statistics.first?.isPausedByFloodGuard == true)
+        let tripped = await eventually(timeout: .seconds(60)) { supervisor.statistics.first?.isPausedByFloodGuard == true }
+        #expect(tripped)
         try await Task.sleep(for: .seconds(1))
         let statistics = try #require(supervisor.statistics.first)
-        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
-        let partition = TopicPartition(topic, 0)
-        let committed = try await admin.committedOffsets(group: "\(topic).\(ScriptedE.name)", partitions: [partition])
+        let committed = try await committedOffset(of: "\(topic).\(ScriptedE.name)", TopicPartition(topic, 0), on: kafka)
         await supervisor.triggerGracefulShutdown()
         _ = try await run.value
         #expect(statistics.deadLettered == 10, "stopped at half the window: \(statistics.deadLettered)")
         #expect(statistics.handled == 0)
-        let offset = committed[partition] ?? nil
-        #expect((offset ?? 0) <= Int64(statistics.deadLettered), "nothing committed past the held records: \(committed)")
+        #expect((committed ?? 0) <= Int64(statistics.deadLettered), "nothing committed past the held records: \(String(describing: committed))")
     }
 }
 

@@ -7,11 +7,6 @@ import RdKafka
 import Synchronization
 import Testing
 
-private let logger: Logger = {
-    var logger = Logger(label: "conveyor.idempotency-tests")
-    logger.logLevel = .critical
-    return logger
-}()
 
 /// Effects of the idempotency-test handlers: one entry per time a handler's effect happened.
 private let effects = AwaitableState([String]())
@@ -33,7 +28,26 @@ private struct EffectsB: EffectHandler { static let name = "effects-b" }
 private struct EffectsC: EffectHandler { static let name = "effects-c" }
 private struct EffectsD: EffectHandler { static let name = "effects-d" }
 
-private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self])
+/// Keys running right now in ``SlowEffects``, and keys seen running twice at once.
+private let running = AwaitableState((now: Set<String>(), overlapped: Set<String>()))
+
+/// Takes 100 ms per record, noting any key that runs twice at the same time.
+private struct SlowEffects: Handler {
+    static let name = "effects-slow"
+    var topics: [String] { ["unused"] }
+
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        let key = record.header("idempotency-key") ?? ""
+        running.update { state in
+            if !state.now.insert(key).inserted { state.overlapped.insert(key) }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        effects.update { $0.append("\(Self.name):\(key)") }
+        running.update { _ = $0.now.remove(key) }
+    }
+}
+
+private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self])
 
 /// The memory store with an outage switch: while `isDown`, every call fails as an unreachable server would.
 private final class SwitchableStore: IdempotencyStore {
@@ -66,26 +80,10 @@ private final class SwitchableStore: IdempotencyStore {
     }
 }
 
-private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
-    let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
-    for message in messages {
-        try await producer.produce(message) { _ in }
-    }
-    try await producer.flush(timeout: .seconds(60))
-    await producer.close()
-}
-
 private func configuration(_ kafka: EmbeddedKafka, topic: String, handler: String, idempotency: IdempotencySettings) -> RuntimeConfiguration {
-    var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
-    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
-    configuration.sessionTimeout = .seconds(6)
-    configuration.commitInterval = .milliseconds(200)
+    var configuration = runtimeConfiguration(kafka, topic: topic, handlers: [handler])
     configuration.retryPolicy = RetryPolicy(maxAttempts: 3, backoff: .none)
-    var settings = RuntimeConfiguration.HandlerSettings(name: handler)
-    settings.groupID = "\(topic).\(handler)"
-    settings.topics = [topic]
-    settings.idempotency = idempotency
-    configuration.handlers = [settings]
+    configuration.handlers[0].idempotency = idempotency
     return configuration
 }
 
@@ -94,10 +92,6 @@ private func keyed(_ topic: String, key: String?, value: String) -> KafkaProduce
         topic: topic, partition: 0, key: Array("customer-1".utf8), value: Array(value.utf8),
         headers: key.map { [KafkaHeader(name: "idempotency-key", string: $0)] } ?? []
     )
-}
-
-private func header(_ record: KafkaRecord, _ name: String) -> String? {
-    record.headers.first { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
 }
 
 /// The semantics every store must have.
@@ -177,14 +171,10 @@ struct IdempotencyRuntimeTests {
         let metrics = TestMetrics()
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: EffectsA.name, idempotency: IdempotencySettings()),
-            registry: registry, logger: logger, metrics: metrics
+            registry: registry, logger: quietLogger, metrics: metrics
         )
         let run = Task { try await supervisor.run(signals: []) }
-        let collector = RecordCollector()
-        var reading = try kafka.testConfiguration(groupID: "dlq-\(UUID())")
-        try reading.set("auto.offset.reset", "earliest")
-        let reader = try KafkaConsumer(configuration: reading, delegate: collector, logger: logger)
-        try await reader.subscribe([topic + ".dlq"])
+        let (reader, collector) = try await collect(topic + ".dlq", on: kafka)
         let letters = try await collector.log.wait(for: "the conflict's dead letter", timeout: .seconds(60)) { !$0.records.isEmpty }.records
         _ = try await effects.wait(for: "the last record", timeout: .seconds(30)) { $0.contains("\(EffectsA.name):C") }
         try await reader.close()
@@ -214,14 +204,10 @@ struct IdempotencyRuntimeTests {
             configuration.idempotencyStore = "sqlite://" + path
             // A new group reads everything again, as a redelivery after a crash would.
             configuration.handlers[0].groupID = "\(topic).round-\(round)"
-            let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: logger)
+            let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
             let run = Task { try await supervisor.run(signals: []) }
-            let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(60)
-            while (supervisor.statistics.first.map { $0.inFlight == 0 ? $0.handled + $0.duplicatesSkipped : 0 } ?? 0) < 30,
-                clock.now < deadline
-            {
-                try await Task.sleep(for: .milliseconds(50))
+            await eventually(timeout: .seconds(60)) {
+                (supervisor.statistics.first.map { $0.inFlight == 0 ? $0.handled + $0.duplicatesSkipped : 0 } ?? 0) >= 30
             }
             counts.append(supervisor.statistics.first?.duplicatesSkipped ?? -1)
             await supervisor.triggerGracefulShutdown()
@@ -230,6 +216,45 @@ struct IdempotencyRuntimeTests {
         let mine = effects.value.filter { $0.hasPrefix("\(EffectsD.name):s") }
         #expect(mine.count == 30 && Set(mine).count == 30, "one effect per key over both runs: \(mine.count)")
         #expect(counts == [0, 30], "the second run skipped every record as a duplicate")
+    }
+
+    @Test("Two processes get the same keys at the same time: never run concurrently, one effect per key")
+    func concurrentOwners() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-concurrent"
+        try kafka.createTopic(topic, partitions: 4)
+        try await produce(
+            (0..<20).map { KafkaProducerMessage(topic: topic, key: Array("k\($0)".utf8), value: Array("same".utf8),
+                                                headers: [KafkaHeader(name: "idempotency-key", string: "order-\($0)")]) },
+            to: kafka
+        )
+        // Two supervisors are two owners (as two processes are), sharing one SQLite store; each reads every record
+        // in a group of its own, so both receive each key at about the same time.
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString).db"
+        let supervisors = try (0..<2).map { index in
+            var configuration = configuration(kafka, topic: topic, handler: SlowEffects.name, idempotency: IdempotencySettings())
+            configuration.idempotencyStore = "sqlite://" + path
+            configuration.handlers[0].groupID = "\(topic).owner-\(index)"
+            return try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
+        }
+        let runs = supervisors.map { supervisor in Task { try await supervisor.run(signals: []) } }
+        let settled = await eventually(timeout: .seconds(60)) {
+            supervisors.allSatisfy { supervisor in
+                supervisor.statistics.first.map { $0.inFlight == 0 && $0.handled + $0.duplicatesSkipped == 20 } ?? false
+            }
+        }
+        #expect(settled, "both owners finished every record")
+        let statistics = supervisors.compactMap { $0.statistics.first }
+        for supervisor in supervisors {
+            await supervisor.triggerGracefulShutdown()
+        }
+        for run in runs {
+            #expect(try await run.value.isClean)
+        }
+        let mine = effects.value.filter { $0.hasPrefix(SlowEffects.name) }
+        #expect(mine.count == 20 && Set(mine).count == 20, "one effect per key over both owners: \(mine.count)")
+        #expect(statistics.map(\.duplicatesSkipped).reduce(0, +) == 20, "the other owner skipped each key once")
+        #expect(running.value.overlapped.isEmpty, "keys that ran concurrently: \(running.value.overlapped)")
     }
 
     @Test("A handler that requires keys dead-letters a record without one")
@@ -243,15 +268,11 @@ struct IdempotencyRuntimeTests {
         settings.required = true
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: EffectsB.name, idempotency: settings),
-            registry: registry, logger: logger
+            registry: registry, logger: quietLogger
         )
         let run = Task { try await supervisor.run(signals: []) }
         _ = try await effects.wait(for: "the keyed record", timeout: .seconds(60)) { $0.contains("\(EffectsB.name):D") }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(30)
-        while supervisor.statistics.first?.deadLettered != 1, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        await eventually { supervisor.statistics.first?.deadLettered == 1 }
         await supervisor.triggerGracefulShutdown()
         #expect(try await run.value.isClean)
         #expect(!effects.value.contains("\(EffectsB.name):anonymous"))
@@ -269,33 +290,28 @@ struct IdempotencyRuntimeTests {
         store.isDown.store(true, ordering: .relaxed)
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: EffectsC.name, idempotency: IdempotencySettings()),
-            registry: registry, logger: logger, idempotencyStore: store
+            registry: registry, logger: quietLogger, idempotencyStore: store
         )
         let run = Task { try await supervisor.run(signals: []) }
-        let clock = ContinuousClock()
-        var deadline = clock.now + .seconds(30)
-        while supervisor.statistics.first?.partitionsPausedForWrites.isEmpty != false, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        await eventually { supervisor.statistics.first?.partitionsPausedForWrites.isEmpty == false }
         let during = try #require(supervisor.statistics.first)
         #expect(during.isIdempotencyStoreUnavailable, "the health state says so")
         #expect(during.partitionsPausedForWrites == [TopicPartition(topic, 0)], "the partition pauses")
         try await Task.sleep(for: .seconds(1))
         #expect(!effects.value.contains { $0.hasPrefix(EffectsC.name) }, "the handler never runs without a claim")
-        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let group = "\(topic).\(EffectsC.name)"
         let partition = TopicPartition(topic, 0)
-        let held = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
-        #expect((held[partition] ?? nil).map { $0 == 0 } ?? true, "nothing committed: \(held)")
+        let held = try await committedOffset(of: group, partition, on: kafka)
+        #expect(held.map { $0 == 0 } ?? true, "nothing committed: \(String(describing: held))")
 
         store.isDown.store(false, ordering: .relaxed)
         let done = try await effects.wait(for: "all 20 records", timeout: .seconds(60)) { list in
             list.filter { $0.hasPrefix(EffectsC.name) }.count >= 20
         }.filter { $0.hasPrefix(EffectsC.name) }
-        deadline = clock.now + .seconds(30)
-        var committed = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
-        while (committed[partition] ?? nil) != 20, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-            committed = try await admin.committedOffsets(group: "\(topic).\(EffectsC.name)", partitions: [partition])
+        var committed: Int64?
+        await eventually {
+            committed = try? await committedOffset(of: group, partition, on: kafka)
+            return committed == 20
         }
         let statistics = try #require(supervisor.statistics.first)
         await supervisor.triggerGracefulShutdown()
@@ -303,6 +319,6 @@ struct IdempotencyRuntimeTests {
         #expect(done.count == 20 && Set(done).count == 20, "one effect each")
         #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
         #expect(!statistics.isIdempotencyStoreUnavailable)
-        #expect(committed[partition] == 20)
+        #expect(committed == 20)
     }
 }

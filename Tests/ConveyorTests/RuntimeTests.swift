@@ -5,36 +5,6 @@ import Logging
 import RdKafka
 import Testing
 
-private let logger: Logger = {
-    var logger = Logger(label: "conveyor.runtime-tests")
-    logger.logLevel = .critical
-    return logger
-}()
-
-/// A runtime configuration for the embedded broker, running `handlers` on `topic`.
-private func configuration(_ kafka: EmbeddedKafka, topic: String, handlers: [String]) -> RuntimeConfiguration {
-    var configuration = RuntimeConfiguration(bootstrapServers: kafka.bootstrapServers)
-    configuration.journalDirectory = NSTemporaryDirectory() + "conveyor-journal-\(UUID().uuidString)"
-    configuration.sessionTimeout = .seconds(6)
-    configuration.commitInterval = .milliseconds(200)
-    configuration.handlers = handlers.map { name in
-        var settings = RuntimeConfiguration.HandlerSettings(name: name)
-        settings.groupID = "\(topic).\(name)"
-        settings.topics = [topic]
-        return settings
-    }
-    return configuration
-}
-
-private func produce(_ messages: [KafkaProducerMessage], to kafka: EmbeddedKafka) async throws {
-    let producer = try KafkaProducer(configuration: try kafka.testConfiguration(), logger: logger)
-    for message in messages {
-        try await producer.produce(message) { _ in }
-    }
-    try await producer.flush(timeout: .seconds(60))
-    await producer.close()
-}
-
 @Suite("Runtime on the embedded broker")
 struct RuntimeTests {
     @Test("20,000 keyed records with random delays: all handled, per-key order kept, everything committed")
@@ -48,9 +18,9 @@ struct RuntimeTests {
         try await produce(messages, to: kafka)
 
         let supervisor = try Supervisor(
-            configuration: configuration(kafka, topic: topic, handlers: [InventoryLedger.name]),
+            configuration: runtimeConfiguration(kafka, topic: topic, handlers: [InventoryLedger.name]),
             registry: ledgerRegistry,
-            logger: logger
+            logger: quietLogger
         )
         let run = Task { try await supervisor.run(signals: []) }
         let entries = try await ledger.wait(for: "20,000 records", timeout: .seconds(60)) {
@@ -71,7 +41,7 @@ struct RuntimeTests {
             }
             lastByKey[entry.key!] = value
         }
-        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: logger)
+        let admin = try KafkaAdmin(configuration: try kafka.testConfiguration(), logger: quietLogger)
         let lag = try await admin.lag(group: "\(topic).\(InventoryLedger.name)", topic: topic)
         #expect(lag.values.allSatisfy { $0 == 0 }, "committed offsets equal the end offsets: \(lag)")
     }
@@ -87,7 +57,7 @@ struct RuntimeTests {
         )
         let names = [InventoryLedger.name, PaymentsLedger.name, ShippingLedger.name]
         let supervisor = try Supervisor(
-            configuration: configuration(kafka, topic: topic, handlers: names), registry: ledgerRegistry, logger: logger
+            configuration: runtimeConfiguration(kafka, topic: topic, handlers: names), registry: ledgerRegistry, logger: quietLogger
         )
         let run = Task { try await supervisor.run(signals: []) }
         let entries = try await ledger.wait(for: "1,000 records per handler", timeout: .seconds(60)) { ledger in
@@ -108,7 +78,7 @@ struct RuntimeTests {
             bootstrapServers: "127.0.0.1:1", handlers: [RuntimeConfiguration.HandlerSettings(name: "nope")]
         )
         let error = #expect(throws: ConveyorError.self) {
-            try Supervisor(configuration: configuration, registry: ledgerRegistry, logger: logger)
+            try Supervisor(configuration: configuration, registry: ledgerRegistry, logger: quietLogger)
         }
         #expect(error?.code == .unknownHandler)
         #expect(error?.message.contains("nope") == true)
