@@ -9,6 +9,8 @@ final class ChildProcess: Sendable {
     let lines = AwaitableState([String]())
     /// The exit status, once the process has exited.
     let exit = AwaitableState<Int32?>(nil)
+    /// Whether standard output reached its end (every line the process wrote is in `lines`).
+    private let outputEnded = AwaitableState(false)
     private let process: Process
     private let errors: Pipe
 
@@ -27,10 +29,14 @@ final class ChildProcess: Sendable {
         // A thread of its own reads until end of file: no dispatch source watches the descriptor, so none can
         // outlive it (a closed and reused descriptor under a live source crashes libdispatch).
         let reader = output.fileHandleForReading
+        let outputEnded = self.outputEnded
         Thread.detachNewThread {
             while true {
                 let data = reader.availableData
-                guard !data.isEmpty else { return }
+                guard !data.isEmpty else {
+                    outputEnded.update { $0 = true }
+                    return
+                }
                 let complete = pending.append(data)
                 if !complete.isEmpty {
                     lines.update { $0.append(contentsOf: complete) }
@@ -58,9 +64,13 @@ final class ChildProcess: Sendable {
         kill(self.process.processIdentifier, signal)
     }
 
-    /// Waits for the process to exit and returns its status.
+    /// Waits for the process to exit and for the end of its standard output (the exit can be seen before the
+    /// reader thread took the last lines), and returns its exit status.
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
-        try await self.exit.wait(for: "exit of \(self.process.arguments ?? [])", timeout: timeout) { $0 != nil }!
+        let name = "exit of \(self.process.arguments ?? [])"
+        let status = try await self.exit.wait(for: name, timeout: timeout) { $0 != nil }!
+        _ = try await self.outputEnded.wait(for: "end of output of \(name)", timeout: .seconds(10)) { $0 }
+        return status
     }
 
     /// What the process wrote to standard error (read after it exited).
