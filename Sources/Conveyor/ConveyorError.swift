@@ -19,6 +19,11 @@ public struct ConveyorError: Error, Sendable, CustomStringConvertible {
         public static let decodeFailed = Code("decode-failed")
         /// Work could not finish before a deadline (drain on revoke, shutdown).
         public static let timedOut = Code("timed-out")
+        /// The idempotency store cannot be reached or refused an operation.
+        public static let idempotencyStore = Code("idempotency-store")
+        /// A transactional effect found its record's key no longer claimed by this process (its lease ended and
+        /// another process took it over): nothing of it was written.
+        public static let idempotencyClaimLost = Code("idempotency-claim-lost")
     }
 
     /// What went wrong.

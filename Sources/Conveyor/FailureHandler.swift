@@ -114,6 +114,8 @@ final class FailureHandler: Sendable {
                     storeWait = min(storeWait * 2, .seconds(5))
                 case .heldElsewhere(_, let until):
                     wait = .milliseconds(min(1_000, max(50, Int(until.timeIntervalSinceNow * 1000))))
+                case .claimLost:
+                    wait = .milliseconds(50)
                 case .missingKey, .conflict:
                     wait = .zero
                 }

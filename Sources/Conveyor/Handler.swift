@@ -35,6 +35,14 @@ public protocol Handler: Sendable {
     /// The record's idempotency key, when the handler is configured with `idempotency.key: handler`. Default `nil`.
     func idempotencyKey(for record: Record) -> String?
 
+    /// The handler's idempotency keys when the configuration says nothing (`handlers.<name>.idempotency`, which
+    /// wins). Default `nil`: without keys. A handler whose effects are transactional declares them here.
+    static var idempotency: IdempotencySettings? { get }
+
+    /// Statements that create the tables the handler's transactional effects write to, run by the idempotency
+    /// store at start-up (`CREATE TABLE IF NOT EXISTS ...`, in SQL both SQLite and PostgreSQL take). Default none.
+    static var storeSchema: [String] { get }
+
     /// What to do with a record whose ``handle(_:context:)`` threw `error`. The default (see
     /// ``Handler/defaultClassification(of:)``) retries, except ``ClassifiedError``s and decode failures.
     func classify(_ error: any Error) -> FailureAction
@@ -43,6 +51,12 @@ public protocol Handler: Sendable {
 extension Handler {
     /// No key of the handler's own.
     public func idempotencyKey(for record: Record) -> String? { nil }
+
+    /// No idempotency keys unless configured.
+    public static var idempotency: IdempotencySettings? { nil }
+
+    /// No tables of the handler's own.
+    public static var storeSchema: [String] { [] }
 
     /// Handlers read headers unless they say otherwise.
     public static var readsHeaders: Bool { true }

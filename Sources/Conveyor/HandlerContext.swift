@@ -8,11 +8,25 @@ public struct HandlerContext: Sendable {
     private let position: RecordPosition
     /// The attempt number for this record, from 1.
     public let attempt: Int
+    /// The record's claim of its idempotency key, when it runs under one.
+    private var claim: KeyClaim?
 
     init(environment: HandlerEnvironment, record: Record, attempt: Int) {
         self.environment = environment
         self.position = RecordPosition(topic: record.topic, partition: record.partition, offset: record.offset)
         self.attempt = attempt
+    }
+
+    /// This context, for a record running under `claim`.
+    func claiming(_ claim: KeyClaim) -> HandlerContext {
+        var context = self
+        context.claim = claim
+        return context
+    }
+
+    /// The record's idempotency key, and transactional effects that commit with its completion.
+    public var idempotency: IdempotencyContext {
+        IdempotencyContext(claim: self.claim, handler: self.environment.handler)
     }
 
     /// A logger whose metadata names the handler and the record (`topic[partition]@offset`).
@@ -48,10 +62,13 @@ struct RecordPosition: Sendable, CustomStringConvertible {
 /// What every record of one handler shares: its logger and the process's producer (one reference per context,
 /// not one per part).
 final class HandlerEnvironment: Sendable {
+    /// The handler's name.
+    let handler: String
     let logger: Logger
     let producer: KafkaProducer
 
-    init(logger: Logger, producer: KafkaProducer) {
+    init(handler: String, logger: Logger, producer: KafkaProducer) {
+        self.handler = handler
         self.logger = logger
         self.producer = producer
     }

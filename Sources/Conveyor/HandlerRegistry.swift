@@ -21,12 +21,19 @@ public struct HandlerRegistry: Sendable {
     ///
     /// - Throws: ``ConveyorError/Code/unknownHandler`` listing the registered names.
     public func make(_ name: String) throws -> any Handler {
+        try self.type(named: name).init()
+    }
+
+    /// The handler type registered as `name`.
+    ///
+    /// - Throws: ``ConveyorError/Code/unknownHandler`` listing the registered names.
+    public func type(named name: String) throws -> any Handler.Type {
         guard let type = self.types[name] else {
             throw ConveyorError(
                 .unknownHandler,
                 "no handler named '\(name)' in this executable; registered: \(self.names.joined(separator: ", "))"
             )
         }
-        return type.init()
+        return type
     }
 }

@@ -93,8 +93,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.lanes = Mutex(LaneAssignment(ordering: settings.ordering, pool: pool))
         self.call = HandlerCall(
             handler: handler,
-            environment: HandlerEnvironment(logger: self.logger, producer: producer),
-            idempotency: settings.idempotency.map {
+            environment: HandlerEnvironment(handler: settings.name, logger: self.logger, producer: producer),
+            idempotency: (settings.idempotency ?? type(of: handler).idempotency).map {
                 IdempotentCall(
                     settings: $0, store: idempotencyStore, scope: settings.name, owner: owner,
                     duplicates: DuplicateCounter(), metrics: handlerMetrics

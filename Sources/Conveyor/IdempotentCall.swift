@@ -40,18 +40,21 @@ enum IdempotencyError: ClassifiedError, CustomStringConvertible {
     case heldElsewhere(key: String, until: Date)
     /// The store cannot be reached; the record waits, its partition pauses (not an attempt; never dead-lettered).
     case storeUnavailable(any Error)
+    /// A transactional effect found the key taken over by another process (this one's lease ended): nothing was
+    /// written; the record waits for the key (not an attempt).
+    case claimLost(key: String)
 
     var failureAction: FailureAction {
         switch self {
         case .missingKey, .conflict: .deadLetter
-        case .heldElsewhere, .storeUnavailable: .retry
+        case .heldElsewhere, .storeUnavailable, .claimLost: .retry
         }
     }
 
     /// Waits that do not count as attempts.
     var isWait: Bool {
         switch self {
-        case .heldElsewhere, .storeUnavailable: true
+        case .heldElsewhere, .storeUnavailable, .claimLost: true
         case .missingKey, .conflict: false
         }
     }
@@ -62,6 +65,7 @@ enum IdempotencyError: ClassifiedError, CustomStringConvertible {
         case .conflict(let key): "idempotency key \(key) completed before with another payload"
         case .heldElsewhere(let key, let until): "idempotency key \(key) is held by another process until \(until)"
         case .storeUnavailable(let error): "idempotency store unavailable: \(error)"
+        case .claimLost(let key): "idempotency key \(key) was taken over by another process after this one's lease ended"
         }
     }
 }
@@ -108,11 +112,18 @@ struct IdempotentCall: Sendable {
         case .inProgress(let until):
             throw IdempotencyError.heldElsewhere(key: scoped, until: until)
         case .claimed:
+            let claim = KeyClaim(store: self.store, key: scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl)
             do {
-                try await handler.handle(record, context: context)
+                try await handler.handle(record, context: context.claiming(claim))
             } catch {
-                try? await self.store.release(scoped, owner: self.owner)
+                // A key a transactional effect completed stays completed: the record's retry is a duplicate.
+                if !claim.isCompleted.load(ordering: .acquiring) {
+                    try? await self.store.release(scoped, owner: self.owner)
+                }
                 throw error
+            }
+            if claim.isCompleted.load(ordering: .acquiring) {
+                return true
             }
             do {
                 try await self.store.complete(scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date())

@@ -1,4 +1,5 @@
 import Configuration
+import Logging
 import RdKafka
 
 extension RuntimeConfiguration {
@@ -31,29 +32,41 @@ extension RuntimeConfiguration {
     /// Why an idempotency store URL cannot be used, or `nil`.
     static func storeProblem(_ url: String) -> String? {
         guard let separator = url.range(of: "://") else {
-            return "expected a URL such as memory:// or sqlite:///path/to/keys.db, got '\(url)'"
+            return "expected a URL such as memory://, sqlite:///path/to/keys.db or postgres://user:password@host/database, got '\(url)'"
         }
         switch url[..<separator.lowerBound] {
         case "memory": return nil
         case "sqlite": return url[separator.upperBound...].isEmpty ? "'\(url)': no database path (sqlite:///path/to/keys.db)" : nil
         case "postgres", "postgresql":
-            return "'\(url)': the PostgreSQL store is not available in this version; use memory:// or sqlite://"
+            do {
+                _ = try PostgresIdempotencyStore.configuration(url)
+                return nil
+            } catch let error as ConveyorError {
+                return error.message
+            } catch {
+                return "\(error)"
+            }
         case let scheme:
-            return "unknown store '\(scheme)' in '\(url)'; use memory:// or sqlite:///path"
+            return "unknown store '\(scheme)' in '\(url)'; use memory://, sqlite:///path or postgres://user:password@host/database"
         }
     }
 
-    /// Opens the store `idempotency.store` names.
+    /// Opens the store `idempotency.store` names (for PostgreSQL: connects, and creates or migrates its table).
     ///
-    /// - Throws: ``ConveyorError/Code/configuration`` naming the store and the problem.
-    func makeIdempotencyStore() throws -> any IdempotencyStore {
+    /// - Throws: ``ConveyorError/Code/configuration`` naming the store and the problem;
+    ///   ``ConveyorError/Code/idempotencyStore`` when its server cannot be reached or refuses the login.
+    func makeIdempotencyStore(logger: Logger) async throws -> any IdempotencyStore {
         if let problem = Self.storeProblem(self.idempotencyStore) {
             throw ConveyorError(.configuration, "idempotency.store: \(problem)")
         }
-        guard let separator = self.idempotencyStore.range(of: "sqlite://") else {
-            return MemoryIdempotencyStore(capacity: self.idempotencyMemoryCapacity)
+        let url = self.idempotencyStore
+        if url.hasPrefix("postgres") {
+            return try await PostgresIdempotencyStore(url: url, logger: logger)
         }
-        return try SQLiteIdempotencyStore(path: String(self.idempotencyStore[separator.upperBound...]))
+        if let separator = url.range(of: "sqlite://") {
+            return try SQLiteIdempotencyStore(path: String(url[separator.upperBound...]))
+        }
+        return MemoryIdempotencyStore(capacity: self.idempotencyMemoryCapacity)
     }
 
     /// Every problem of a configuration; empty when it is valid.

@@ -65,7 +65,8 @@ public struct RuntimeConfiguration: Sendable {
     /// See ``floodGuardWindow``.
     public var floodGuardMaxShare = 0.5
     /// `idempotency.store`: where idempotency keys live, by URL. `memory://` (the default: this process only, bounded
-    /// by `idempotency.memory_capacity`). The SQLite and PostgreSQL stores are not available yet.
+    /// by `idempotency.memory_capacity`), `sqlite:///path/to/keys.db` (one host) or
+    /// `postgres://user:password@host:port/database` (every process and host of a deployment).
     public var idempotencyStore = "memory://"
     /// `idempotency.memory_capacity`: the most keys the memory store keeps. Default 100,000.
     public var idempotencyMemoryCapacity = 100_000

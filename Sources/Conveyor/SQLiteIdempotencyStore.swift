@@ -6,23 +6,13 @@ import Synchronization
 /// for one host. It survives restarts and is shared by the processes of the host that open the same file (SQLite's
 /// write-ahead log lets them read while one writes; writes wait up to 5 s for each other).
 ///
-/// Claims, completions and releases are group-committed: the operations that arrive while a transaction is being
-/// written go together into the next one, applied in arrival order (so each sees the ones before it, as if they ran
-/// one by one), and each caller resumes when its transaction committed.
+/// Claims, completions and releases are group-committed (see ``GroupCommit``): the operations that arrive while a
+/// transaction is being written go together into the next one, and each caller resumes when it committed.
+/// Transactional effects run in that transaction too, each inside a savepoint of its own, so one failing effect
+/// fails only its record.
 public final class SQLiteIdempotencyStore: IdempotencyStore {
-    private enum Operation: Sendable {
-        case claim(key: String, payloadHash: String, owner: String, lease: Duration, now: Date)
-        case complete(key: String, payloadHash: String, owner: String, ttl: Duration, now: Date)
-        case release(key: String, owner: String)
-    }
-
-    private struct Queue {
-        var operations: [(Operation, CheckedContinuation<IdempotencyClaim?, any Error>)] = []
-        var isWriting = false
-    }
-
     private let database: DatabasePool
-    private let queue = Mutex(Queue())
+    private let commits: GroupCommit
 
     /// Opens (creating if needed) the database at `path`, in WAL mode, with the keys table.
     ///
@@ -33,14 +23,15 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
+        let database: DatabasePool
         do {
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
             // A pool opens the database in WAL mode.
-            self.database = try DatabasePool(path: path, configuration: configuration)
-            try self.database.write { db in
+            database = try DatabasePool(path: path, configuration: configuration)
+            try database.write { db in
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS conveyor_idempotency_keys (
                         key TEXT PRIMARY KEY NOT NULL,
@@ -55,6 +46,15 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
         } catch {
             throw ConveyorError(.configuration, "idempotency.store sqlite://\(path): cannot open the database: \(error)")
         }
+        self.database = database
+        self.commits = GroupCommit(maxBatch: 4_096) { operations in
+            do {
+                return try await database.write { db in try operations.map { try Self.apply($0, in: db) } }
+            } catch {
+                let failure = ConveyorError(.idempotencyStore, "idempotency store sqlite://\(path): \(error)", isRetryable: true)
+                return operations.map { _ in .failure(failure) }
+            }
+        }
     }
 
     /// The database's journal mode (`wal`).
@@ -63,53 +63,20 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
     }
 
     public func claim(_ key: String, payloadHash: String, owner: String, lease: Duration, now: Date) async throws -> IdempotencyClaim {
-        try await self.submit(.claim(key: key, payloadHash: payloadHash, owner: owner, lease: lease, now: now)) ?? .claimed
+        try await self.commits.submit(.claim(key: key, payloadHash: payloadHash, owner: owner, lease: lease, now: now))
+            ?? .claimed
     }
 
-    public func complete(_ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date) async throws {
-        _ = try await self.submit(.complete(key: key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now))
+    public func complete(
+        _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
+    ) async throws {
+        _ = try await self.commits.submit(
+            .complete(key: key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: effects)
+        )
     }
 
     public func release(_ key: String, owner: String) async throws {
-        _ = try await self.submit(.release(key: key, owner: owner))
-    }
-
-    /// Queues an operation for the next transaction, starting a writer if none is running.
-    private func submit(_ operation: Operation) async throws -> IdempotencyClaim? {
-        try await withCheckedThrowingContinuation { continuation in
-            let startWriter = self.queue.withLock { queue in
-                queue.operations.append((operation, continuation))
-                defer { queue.isWriting = true }
-                return !queue.isWriting
-            }
-            if startWriter {
-                Task { await self.write() }
-            }
-        }
-    }
-
-    /// Writes queued operations, a transaction per group, until the queue is empty.
-    private func write() async {
-        while true {
-            let batch: [(Operation, CheckedContinuation<IdempotencyClaim?, any Error>)]? = self.queue.withLock { queue in
-                guard !queue.operations.isEmpty else {
-                    queue.isWriting = false
-                    return nil
-                }
-                defer { queue.operations.removeAll() }
-                return queue.operations
-            }
-            guard let batch else { return }
-            let operations = batch.map(\.0)
-            do {
-                let results = try await self.database.write { db in try operations.map { try Self.apply($0, in: db) } }
-                for (index, result) in results.enumerated() {
-                    batch[index].1.resume(returning: result)
-                }
-            } catch {
-                batch.forEach { $0.1.resume(throwing: error) }
-            }
-        }
+        _ = try await self.commits.submit(.release(key: key, owner: owner))
     }
 
     private static let upsert = """
@@ -117,7 +84,9 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
         VALUES (?, ?, ?, ?, ?)
         """
 
-    private static func apply(_ operation: Operation, in db: Database) throws -> IdempotencyClaim? {
+    /// Applies one operation inside the batch's transaction. An error of a transactional effect is its record's
+    /// result; any other error fails the whole batch.
+    private static func apply(_ operation: KeyOperation, in db: Database) throws -> Result<IdempotencyClaim?, any Error> {
         switch operation {
         case .claim(let key, let payloadHash, let owner, let lease, let now):
             let row = try Row.fetchOne(
@@ -131,25 +100,49 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
                 let completed: Bool = row["completed"]
                 let holder: String = row["owner"]
                 if completed, expires > now {
-                    return .completed(payloadHash: row["payload_hash"])
+                    return .success(.completed(payloadHash: row["payload_hash"]))
                 }
                 if !completed, expires > now, holder != owner {
-                    return .inProgress(until: expires)
+                    return .success(.inProgress(until: expires))
                 }
             }
             try db.cachedStatement(sql: Self.upsert).execute(
                 arguments: [key, 0, owner, payloadHash, (now + lease.timeInterval).timeIntervalSince1970]
             )
-            return .claimed
-        case .complete(let key, let payloadHash, let owner, let ttl, let now):
+            return .success(.claimed)
+        case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects) where effects.isEmpty:
             try db.cachedStatement(sql: Self.upsert).execute(
                 arguments: [key, 1, owner, payloadHash, (now + ttl.timeInterval).timeIntervalSince1970]
             )
-            return nil
+            return .success(nil)
+        case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects):
+            var result: Result<IdempotencyClaim?, any Error> = .success(nil)
+            try db.inSavepoint {
+                try db.cachedStatement(sql: """
+                    UPDATE conveyor_idempotency_keys SET completed = 1, payload_hash = ?, expires_at = ?
+                    WHERE key = ? AND owner = ? AND completed = 0
+                    """).execute(arguments: [payloadHash, (now + ttl.timeInterval).timeIntervalSince1970, key, owner])
+                guard db.changesCount == 1 else {
+                    result = .failure(ConveyorError(
+                        .idempotencyClaimLost, "idempotency key \(key) is no longer claimed by this process"
+                    ))
+                    return .rollback
+                }
+                do {
+                    for effect in effects {
+                        try db.execute(sql: effect.sql, arguments: StatementArguments(effect.arguments.map(\.databaseValue)))
+                    }
+                    return .commit
+                } catch {
+                    result = .failure(error)
+                    return .rollback
+                }
+            }
+            return result
         case .release(let key, let owner):
             try db.cachedStatement(sql: "DELETE FROM conveyor_idempotency_keys WHERE key = ? AND completed = 0 AND owner = ?")
                 .execute(arguments: [key, owner])
-            return nil
+            return .success(nil)
         }
     }
 
@@ -159,6 +152,46 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
                 sql: "DELETE FROM conveyor_idempotency_keys WHERE expires_at <= ?", arguments: [now.timeIntervalSince1970]
             )
             return db.changesCount
+        }
+    }
+
+    public func prepare(schema: [String]) async throws {
+        try await self.database.write { db in
+            for statement in schema {
+                try db.execute(sql: statement)
+            }
+        }
+    }
+
+    public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [[SQLValue]] {
+        try await self.database.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments.map(\.databaseValue))).map { row in
+                row.databaseValues.map(SQLValue.init)
+            }
+        }
+    }
+}
+
+extension SQLValue {
+    /// The value as GRDB binds it.
+    fileprivate var databaseValue: DatabaseValue {
+        switch self {
+        case .null: .null
+        case .integer(let value): value.databaseValue
+        case .real(let value): value.databaseValue
+        case .text(let value): value.databaseValue
+        case .blob(let value): Data(value).databaseValue
+        }
+    }
+
+    /// A value GRDB read.
+    fileprivate init(_ value: DatabaseValue) {
+        switch value.storage {
+        case .null: self = .null
+        case .int64(let value): self = .integer(value)
+        case .double(let value): self = .real(value)
+        case .string(let value): self = .text(value)
+        case .blob(let value): self = .blob(Array(value))
         }
     }
 }

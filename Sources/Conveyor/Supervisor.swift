@@ -67,7 +67,7 @@ public final class Supervisor: Sendable {
             maxRecords: self.configuration.maxInFlightRecords,
             maxBytes: self.configuration.maxInFlightBytes
         )
-        let idempotencyStore = try self.idempotencyStore ?? self.configuration.makeIdempotencyStore()
+        let idempotencyStore = try await self.openIdempotencyStore()
         // Expired keys go in the background, every minute.
         let purge = Task {
             while !Task.isCancelled {
@@ -128,16 +128,44 @@ public final class Supervisor: Sendable {
         if stopAtOnce {
             await group.triggerGracefulShutdown()
         }
+        let outcome: Result<Void, any Error>
         do {
             try await group.run()
+            outcome = .success(())
         } catch {
-            await producer.close(timeout: self.configuration.shutdownTimeout)
-            await deadLetters.close(timeout: self.configuration.shutdownTimeout)
-            throw error
+            outcome = .failure(error)
         }
         await producer.close(timeout: self.configuration.shutdownTimeout)
         await deadLetters.close(timeout: self.configuration.shutdownTimeout)
+        if let postgres = idempotencyStore as? PostgresIdempotencyStore {
+            await postgres.close()
+        }
+        try outcome.get()
         return Report(abandoned: runtimes.flatMap(\.abandoned))
+    }
+
+    /// The idempotency store (the injected one, or the one `idempotency.store` names), with the tables of the
+    /// handlers' transactional effects created.
+    ///
+    /// - Throws: ``ConveyorError`` naming the store, or the handler whose schema it refused.
+    private func openIdempotencyStore() async throws -> any IdempotencyStore {
+        let store: any IdempotencyStore
+        if let injected = self.idempotencyStore {
+            store = injected
+        } else {
+            store = try await self.configuration.makeIdempotencyStore(logger: self.logger)
+        }
+        for settings in self.configuration.handlers {
+            let schema = try self.registry.type(named: settings.name).storeSchema
+            do {
+                try await store.prepare(schema: schema)
+            } catch {
+                throw ConveyorError(
+                    .configuration, "handler \(settings.name): its tables cannot be created in idempotency.store: \(error)"
+                )
+            }
+        }
+        return store
     }
 }
 

@@ -64,9 +64,11 @@ private final class SwitchableStore: IdempotencyStore {
         return try await self.store.claim(key, payloadHash: payloadHash, owner: owner, lease: lease, now: now)
     }
 
-    func complete(_ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date) async throws {
+    func complete(
+        _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
+    ) async throws {
         try self.check()
-        try await self.store.complete(key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now)
+        try await self.store.complete(key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: effects)
     }
 
     func release(_ key: String, owner: String) async throws {
@@ -77,6 +79,14 @@ private final class SwitchableStore: IdempotencyStore {
     func purgeExpired(now: Date) async throws -> Int {
         try self.check()
         return try await self.store.purgeExpired(now: now)
+    }
+
+    func prepare(schema: [String]) async throws {
+        try await self.store.prepare(schema: schema)
+    }
+
+    func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [[SQLValue]] {
+        try await self.store.query(sql, arguments)
     }
 }
 
@@ -138,20 +148,111 @@ struct IdempotencyStoreTests {
         #expect(try await reopened.claim("h/kept", payloadHash: "k", owner: "q", lease: .seconds(10), now: Date()) == .completed(payloadHash: "k"))
     }
 
-    @Test("Store URLs: memory and sqlite open; malformed, unknown and unavailable ones name the problem")
-    func urls() throws {
+    @Test("SQLite store: transactional effects commit with the completion, only under a live claim")
+    func sqliteTransactions() async throws {
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        try await checkTransactions(of: try SQLiteIdempotencyStore(path: path))
+    }
+
+    @Test("PostgreSQL store: the same semantics and transactions; the table is migrated once by concurrent starts")
+    func postgres() async throws {
+        let server = try #require(PostgresTestDatabase.serverURL, "\(PostgresTestDatabase.missing)")
+        let database = try await PostgresTestDatabase(serverURL: server)
+        // Three processes' stores start at once: each migrates under the lock, the table is created once.
+        let stores = try await withThrowingTaskGroup(of: PostgresIdempotencyStore.self) { group in
+            for _ in 0..<3 {
+                group.addTask { try await PostgresIdempotencyStore(url: database.url, logger: quietLogger) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(try await database.query("SELECT version::text FROM conveyor_schema_migrations") == [["1"]])
+        try await checkSemantics(of: stores[0])
+        try await checkTransactions(of: stores[1])
+        // Claims of one key by two stores at once: exactly one wins.
+        let claims = try await withThrowingTaskGroup(of: IdempotencyClaim.self) { group in
+            for (index, store) in stores.enumerated() {
+                group.addTask {
+                    try await store.claim("h/race", payloadHash: "r", owner: "o\(index)", lease: .seconds(10), now: Date())
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(claims.filter { $0 == .claimed }.count == 1, "\(claims)")
+        for store in stores {
+            await store.close()
+        }
+        try await database.drop()
+    }
+
+    @Test("Store URLs: each store opens; malformed, unknown, unreachable and refused ones name the store and why")
+    func urls() async throws {
         var configuration = RuntimeConfiguration(bootstrapServers: "unused")
-        #expect(try configuration.makeIdempotencyStore() is MemoryIdempotencyStore)
+        #expect(try await configuration.makeIdempotencyStore(logger: quietLogger) is MemoryIdempotencyStore)
         configuration.idempotencyStore = "sqlite://" + NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString).db"
-        #expect(try configuration.makeIdempotencyStore() is SQLiteIdempotencyStore)
-        for (url, named) in [("keys.db", "expected a URL"), ("sqlite://", "no database path"), ("redis://x", "unknown store"),
-                             ("postgres://u@127.0.0.1/db", "not available"), ("sqlite:///proc/no/such/dir/keys.db", "cannot open")] {
+        #expect(try await configuration.makeIdempotencyStore(logger: quietLogger) is SQLiteIdempotencyStore)
+        var cases = [
+            ("keys.db", "expected a URL"), ("sqlite://", "no database path"), ("redis://x", "unknown store"),
+            ("sqlite:///proc/no/such/dir/keys.db", "cannot open"), ("postgres://127.0.0.1/db", "no user"),
+            ("postgres://u@127.0.0.1", "no database"), ("postgres://u@127.0.0.1/db?sslmode=maybe", "sslmode"),
+            ("postgres://u:secret@127.0.0.1:1/db", "cannot connect"),
+        ]
+        if let server = PostgresTestDatabase.serverURL, var wrong = URLComponents(string: server) {
+            wrong.password = "wrong-password"
+            cases.append((wrong.string!, "password authentication failed"))
+        }
+        for (url, named) in cases {
             configuration.idempotencyStore = url
-            let error = #expect(throws: ConveyorError.self) { try configuration.makeIdempotencyStore() }
+            let error = await #expect(throws: ConveyorError.self) { try await configuration.makeIdempotencyStore(logger: quietLogger) }
             #expect(error?.message.contains(named) == true, "\(url): \(error?.message ?? "")")
-            #expect(error?.message.contains("idempotency.store") == true)
+            #expect(error?.message.contains("idempotency") == true)
+            #expect(error?.message.contains("secret") == false, "passwords are not shown")
         }
     }
+}
+
+/// Transactional effects: the statements commit with the key's completion, or none of it does.
+private func checkTransactions(of store: any IdempotencyStore) async throws {
+    try await store.prepare(schema: ["CREATE TABLE IF NOT EXISTS effects (name TEXT PRIMARY KEY, times INTEGER NOT NULL)"])
+    let bump = EffectStatement(
+        "INSERT INTO effects (name, times) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET times = effects.times + 1",
+        [.text("x")]
+    )
+    let now = Date()
+    #expect(try await store.claim("t/1", payloadHash: "1", owner: "p", lease: .seconds(10), now: now) == .claimed)
+    try await store.complete("t/1", payloadHash: "1", owner: "p", ttl: .seconds(100), now: now, effects: [bump])
+    #expect(try await store.claim("t/1", payloadHash: "1", owner: "q", lease: .seconds(10), now: now) == .completed(payloadHash: "1"))
+    #expect(try await store.query("SELECT times FROM effects WHERE name = ?", [.text("x")]) == [[.integer(1)]])
+
+    // The lease ended and another owner took the key: the first owner's effect is not written.
+    #expect(try await store.claim("t/2", payloadHash: "2", owner: "p", lease: .seconds(1), now: now) == .claimed)
+    #expect(try await store.claim("t/2", payloadHash: "2", owner: "q", lease: .seconds(10), now: now + 2) == .claimed)
+    let lost = await #expect(throws: ConveyorError.self) {
+        try await store.complete("t/2", payloadHash: "2", owner: "p", ttl: .seconds(100), now: now + 3, effects: [bump])
+    }
+    #expect(lost?.code == .idempotencyClaimLost)
+    #expect(try await store.query("SELECT times FROM effects WHERE name = ?", [.text("x")]) == [[.integer(1)]])
+
+    // A failing statement fails its record only: nothing of it is written, the key stays claimed.
+    #expect(try await store.claim("t/3", payloadHash: "3", owner: "p", lease: .seconds(10), now: now) == .claimed)
+    // Both in one batch, as the group commit gathers them: the failing one fails alone.
+    let failing = Task {
+        try await store.complete(
+            "t/3", payloadHash: "3", owner: "p", ttl: .seconds(100), now: now,
+            effects: [bump, EffectStatement("INSERT INTO no_such_table VALUES (1)")]
+        )
+    }
+    let passing = Task {
+        try await store.complete("t/2", payloadHash: "2", owner: "q", ttl: .seconds(100), now: now + 3, effects: [bump])
+    }
+    await #expect(throws: (any Error).self) { try await failing.value }
+    try await passing.value
+    #expect(try await store.query("SELECT times FROM effects WHERE name = ?", [.text("x")]) == [[.integer(2)]])
+    let afterFailure = try await store.claim("t/3", payloadHash: "3", owner: "q", lease: .seconds(10), now: now + 1)
+    guard case .inProgress(let until) = afterFailure else {
+        Issue.record("t/3 should still be claimed by p, got \(afterFailure)")
+        return
+    }
+    #expect(abs(until.timeIntervalSince(now + 10)) < 0.01)
 }
 
 @Suite("Idempotency keys in the runtime")
