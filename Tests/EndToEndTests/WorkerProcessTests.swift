@@ -22,13 +22,17 @@ private func ledger(_ path: String) -> [Handled] {
 }
 
 /// A broker process with topic `ledger`, a configuration file for workers, and helpers around them.
-private final class Cluster: Sendable {
+final class Cluster: Sendable {
     let broker: ChildProcess
     let bootstrap: String
     let directory: String
     let config: String
 
-    init(partitions: Int, concurrency: Int = 16, maxInFlight: Int = 10_000, shutdownMilliseconds: Int = 20_000) async throws {
+    /// A broker and a configuration running `handlers`, with `extra` YAML appended (more keys of its own).
+    init(
+        partitions: Int, concurrency: Int = 16, maxInFlight: Int = 10_000, shutdownMilliseconds: Int = 20_000,
+        handlers: String = "[ledger]", extra: String = ""
+    ) async throws {
         self.broker = try ChildProcess(["broker", "--topic", "ledger:\(partitions)", "--log-level", "warning"])
         self.bootstrap = try #require(try await self.broker.lines.wait(for: "bootstrap line") { !$0.isEmpty }.first)
         self.directory = NSTemporaryDirectory() + "conveyor-e2e-\(UUID().uuidString)"
@@ -49,7 +53,8 @@ private final class Cluster: Sendable {
             crash:
               journal_directory: "\(self.directory)/journal"
             handlers:
-              enabled: [ledger]
+              enabled: \(handlers)
+            \(extra)
             """.write(toFile: self.config, atomically: true, encoding: .utf8)
     }
 
@@ -81,13 +86,14 @@ private final class Cluster: Sendable {
         return records
     }
 
-    func produce(_ count: Int, partitions: Int) async throws {
+    /// Produces `count` records `v<index>` round-robin over `partitions`, keyed `k<index % keys>`.
+    func produce(_ count: Int, partitions: Int, keys: Int = 97) async throws {
         var logger = Logger(label: "e2e")
         logger.logLevel = .critical
         let producer = try KafkaProducer(configuration: try KafkaConfiguration(bootstrapServers: self.bootstrap), logger: logger)
         for index in 0..<count {
             let message = KafkaProducerMessage(
-                topic: "ledger", partition: Int32(index % partitions), key: Array("k\(index % 97)".utf8),
+                topic: "ledger", partition: Int32(index % partitions), key: Array("k\(index % keys)".utf8),
                 value: Array("v\(index)".utf8)
             )
             try await producer.produce(message) { _ in }
@@ -96,12 +102,12 @@ private final class Cluster: Sendable {
         await producer.close()
     }
 
-    func committed(partitions: Int) async throws -> [TopicPartition: Int64?] {
+    func committed(partitions: Int, group: String = "conveyor.ledger") async throws -> [TopicPartition: Int64?] {
         var logger = Logger(label: "e2e")
         logger.logLevel = .critical
         let admin = try KafkaAdmin(configuration: try KafkaConfiguration(bootstrapServers: self.bootstrap), logger: logger)
         return try await admin.committedOffsets(
-            group: "conveyor.ledger", partitions: (0..<Int32(partitions)).map { TopicPartition("ledger", $0) }
+            group: group, partitions: (0..<Int32(partitions)).map { TopicPartition("ledger", $0) }
         )
     }
 

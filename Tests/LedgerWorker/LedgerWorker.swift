@@ -35,10 +35,41 @@ struct LedgerFileHandler: Handler {
     }
 }
 
+/// A handler for multi-process tests of idempotency keys: waits `LEDGER_DELAY_MS` milliseconds, then adds one to
+/// the row of the record's key in table `ledger_effects`, in the transaction that completes the key (configure
+/// `handlers.ledger-table.idempotency` with `key: key` and a database store). A key's `effects` is then the number
+/// of times its effect happened.
+struct LedgerTableHandler: Handler {
+    static let name = "ledger-table"
+    let topics = ["ledger"]
+
+    static let storeSchema = ["CREATE TABLE IF NOT EXISTS ledger_effects (key TEXT PRIMARY KEY, effects INTEGER NOT NULL)"]
+
+    private let delay: Duration
+
+    init() {
+        self.delay = .milliseconds(Int(ProcessInfo.processInfo.environment["LEDGER_DELAY_MS"] ?? "1") ?? 1)
+    }
+
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        try await Task.sleep(for: self.delay)
+        let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        try await context.idempotency.transaction { transaction in
+            transaction.execute(
+                """
+                INSERT INTO ledger_effects (key, effects) VALUES (?, 1)
+                ON CONFLICT (key) DO UPDATE SET effects = ledger_effects.effects + 1
+                """,
+                .text(key)
+            )
+        }
+    }
+}
+
 /// A worker executable is this: the command line of ConveyorCLI with the handlers it runs.
 @main
 enum LedgerWorker {
     static func main() async {
-        await ConveyorCommand.main(handlers: [LedgerFileHandler.self])
+        await ConveyorCommand.main(handlers: [LedgerFileHandler.self, LedgerTableHandler.self])
     }
 }
