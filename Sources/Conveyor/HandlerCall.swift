@@ -11,6 +11,21 @@ struct HandlerCall: Sendable {
         HandlerContext(environment: self.environment, record: record, attempt: attempt)
     }
 
+    /// Runs the handler once for a record of a lane, without waiting for its idempotency key's completion: the
+    /// task writing it, if any (the record is finished once it succeeded). `early` is the key's claim if it was
+    /// made ahead (``IdempotentCall/claimAhead(_:handler:)``).
+    func start(_ record: Record, attempt: Int, early: IdempotentCall.EarlyClaim?) async throws -> Task<Void, any Error>? {
+        let context = self.context(for: record, attempt: attempt)
+        guard let idempotency = self.idempotency else {
+            try await self.handler.handle(record, context: context)
+            return nil
+        }
+        if case .completing(let completion) = try await idempotency.start(record, context: context, handler: self.handler, early: early) {
+            return completion
+        }
+        return nil
+    }
+
     /// Runs the handler once (or acknowledges a duplicate, under idempotency keys).
     func callAsFunction(_ record: Record, attempt: Int) async throws {
         let context = self.context(for: record, attempt: attempt)

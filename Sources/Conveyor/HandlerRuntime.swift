@@ -353,6 +353,11 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Runs a lane's records of one batch, one after another, reporting completions in groups. `revocations` is
     /// the revocation count when they were dispatched: while it has not moved, their partitions are still theirs.
+    ///
+    /// Under idempotency keys, the run's keys are claimed in one batch of the store before the first record runs,
+    /// and each key's completion is written while the lane moves on (completions of many records then share a
+    /// batch); a record is reported finished only once its completion is written, and a record whose ordering
+    /// key has a completion pending waits for it.
     private func run(_ run: LaneRun, lane: Int, dispatchedAfter revocations: Int) async {
         let crashes = self.crashes.snapshot(handler: self.settings.name)
         // The topic the lane's journal slot names (another handler's run may have used the lane meanwhile).
@@ -360,6 +365,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
         self.state.withLock { $0.runningProgress[key] = progress }
+        var early = await self.claimAhead(run)
+        var pending = PendingCompletions()
         for position in run.indices.indices {
             let ticket = run.tickets[position]
             let live = self.revocations.load(ordering: .acquiring) == revocations || self.mayStart(ticket)
@@ -369,11 +376,16 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 // A record of a retry topic continues its attempt count.
                 let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(run.batch[index].topic)
                     ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
+                if !pending.isEmpty, let ordering = self.orderingKey(of: run.batch[index]), pending.keys.contains(ordering) {
+                    await self.finish(&pending, progress: progress)
+                }
                 if self.parkedKeys.load(ordering: .relaxed) > 0,
                     self.queueBehindParked(run.batch[index], ticket: ticket, attempt: attempt)
                 {
+                    // It claims its key when its turn comes (a claim made ahead is this process's already).
+                    early[position] = nil
                     progress.markHandedOff(position)
-                    progress.finish(through: position)
+                    pending.settle(through: position, progress)
                     continue
                 }
                 let record = Record(run.batch[index])
@@ -386,8 +398,20 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         journalTopic = record.topic
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
+                    progress.begin(position)
                     do {
-                        try await self.call(record, attempt: attempt)
+                        let completion = try await self.call.start(record, attempt: attempt, early: early.removeValue(forKey: position))
+                        self.journal.finish(lane: lane)
+                        if let completion {
+                            pending.add(
+                                .init(position: position, record: run.batch[index], ticket: ticket, attempt: attempt, completion: completion),
+                                key: self.orderingKey(of: run.batch[index])
+                            )
+                            if pending.count >= Self.reportGroup {
+                                await self.finish(&pending, progress: progress)
+                            }
+                            continue
+                        }
                         handled = true
                     } catch {
                         // The record waits for its retries in a task of its own; the lane moves on, and later
@@ -395,22 +419,51 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         self.handOff(run.batch[index], ticket: ticket, attempt: attempt, error: error)
                         self.journal.finish(lane: lane)
                         progress.markHandedOff(position)
-                        progress.finish(through: position)
+                        pending.settle(through: position, progress)
                         continue
                     }
-                    self.journal.finish(lane: lane)
                 }
             }
             if !handled {
                 progress.markUnhandled(position)
             }
-            progress.finish(through: position)
+            pending.settle(through: position, progress)
             if (position + 1) % Self.reportGroup == 0 {
                 self.report(progress)
             }
         }
+        await self.finish(&pending, progress: progress)
+        if !early.isEmpty {
+            // Claimed ahead for records that did not run: their partitions went away.
+            await self.call.idempotency?.release(early.values)
+        }
         self.state.withLock { $0.runningProgress[key] = nil }
         self.report(progress)
+    }
+
+    /// Claims the keys of a run's records in one batch of the store (when the handler has idempotency keys).
+    private func claimAhead(_ run: LaneRun) async -> [Int: IdempotentCall.EarlyClaim] {
+        guard let idempotency = self.call.idempotency, run.indices.count > 1 else { return [:] }
+        let records = run.indices.enumerated().map { (position: $0.offset, record: Record(run.batch[$0.element])) }
+        return await idempotency.claimAhead(records, handler: self.handler)
+    }
+
+    /// Waits for the pending completions, hands the records whose completion failed to their retries, and
+    /// reports what the lane is done with.
+    private func finish(_ pending: inout PendingCompletions, progress: LaneRunProgress) async {
+        guard !pending.isEmpty else { return }
+        for entry in pending.entries {
+            do {
+                try await entry.completion.value
+            } catch {
+                self.handOff(entry.record, ticket: entry.ticket, attempt: entry.attempt, error: error)
+                progress.markHandedOff(entry.position)
+            }
+        }
+        if let through = pending.settledThrough {
+            progress.finish(through: through)
+        }
+        pending = PendingCompletions()
     }
 
     /// Finished records reported under one lock.

@@ -37,9 +37,14 @@ public protocol IdempotencyStore: Sendable {
     /// Runs a query on the store's database, for read models that transactional effects keep: the rows, each as
     /// its columns' values. A store without a database throws ``ConveyorError/Code/configuration``.
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [[SQLValue]]
+    /// Closes the store's connections, once nothing uses it any more. Default: nothing to close.
+    func close() async
 }
 
 extension IdempotencyStore {
+    /// Nothing to close.
+    public func close() async {}
+
     /// Marks `key` completed for `payloadHash` until `now + ttl`, without effects of its own.
     public func complete(_ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date) async throws {
         try await self.complete(key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: [])

@@ -73,6 +73,24 @@ enum IdempotencyError: ClassifiedError, CustomStringConvertible {
 /// Runs a handler under a record's idempotency key: claim, run, complete (or release on failure); a completed
 /// key is acknowledged without running the handler.
 struct IdempotentCall: Sendable {
+    /// How a call ended, as far as the handler is concerned.
+    enum Outcome: Sendable {
+        /// The handler ran (the record had no key, and none is required).
+        case handled
+        /// The key had completed before: the handler did not run.
+        case duplicate
+        /// The handler ran; its key's completion (with the record's transactional effects) is being written. The
+        /// record is finished when the task succeeds; its error is the record's failure.
+        case completing(Task<Void, any Error>)
+    }
+
+    /// A claim made ahead of its record (``claimAhead(_:handler:)``).
+    struct EarlyClaim: Sendable {
+        let key: String
+        let payloadHash: String
+        let result: Result<IdempotencyClaim, any Error>
+    }
+
     let settings: IdempotencySettings
     let store: any IdempotencyStore
     /// The handler name keys are scoped by.
@@ -83,20 +101,83 @@ struct IdempotentCall: Sendable {
     let duplicates: DuplicateCounter
     let metrics: HandlerMetrics
 
-    /// Runs `handler` for `record` unless its key completed before; `false` if it was a duplicate.
+    /// Runs `handler` for `record` unless its key completed before, and waits for the completion; `false` if it
+    /// was a duplicate.
     func run(_ record: Record, context: HandlerContext, handler: any Handler) async throws -> Bool {
-        guard let key = self.key(of: record, handler: handler) else {
-            if self.settings.required {
-                throw IdempotencyError.missingKey("\(self.settings.key)")
-            }
-            try await handler.handle(record, context: context)
+        switch try await self.start(record, context: context, handler: handler, early: nil) {
+        case .handled: return true
+        case .duplicate: return false
+        case .completing(let completion):
+            try await completion.value
             return true
         }
-        let scoped = "\(self.scope)/\(key)"
-        let hash = Self.payloadHash(record.value)
+    }
+
+    /// Claims, at once, the keys of records about to run one after another (a lane's run), so that one batch of
+    /// the store answers them all: by position, for the first record of each key (a later record of the same key
+    /// must see what the first one did, so it claims when its turn comes).
+    func claimAhead(_ records: [(position: Int, record: Record)], handler: any Handler) async -> [Int: EarlyClaim] {
+        var seen = Set<String>()
+        var wanted: [(position: Int, key: String, hash: String)] = []
+        for (position, record) in records {
+            guard let key = self.key(of: record, handler: handler) else { continue }
+            let scoped = "\(self.scope)/\(key)"
+            guard seen.insert(scoped).inserted else { continue }
+            wanted.append((position, scoped, Self.payloadHash(record.value)))
+        }
+        guard wanted.count > 1 else { return [:] }
+        let now = Date()
+        return await withTaskGroup(of: (Int, EarlyClaim).self) { group in
+            for (position, key, hash) in wanted {
+                group.addTask {
+                    do {
+                        let claim = try await self.store.claim(
+                            key, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: now
+                        )
+                        return (position, EarlyClaim(key: key, payloadHash: hash, result: .success(claim)))
+                    } catch {
+                        return (position, EarlyClaim(key: key, payloadHash: hash, result: .failure(error)))
+                    }
+                }
+            }
+            return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+    }
+
+    /// Gives back claims made ahead for records that did not run (their partition went away).
+    func release(_ claims: some Sequence<EarlyClaim>) async {
+        for claim in claims {
+            if case .success(.claimed) = claim.result {
+                try? await self.store.release(claim.key, owner: self.owner)
+            }
+        }
+    }
+
+    /// Claims `record`'s key (or takes the claim made `early`), runs the handler, and starts writing the key's
+    /// completion without waiting for it.
+    func start(_ record: Record, context: HandlerContext, handler: any Handler, early: EarlyClaim?) async throws -> Outcome {
+        let scoped: String
+        let hash: String
         let claim: IdempotencyClaim
         do {
-            claim = try await self.store.claim(scoped, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: Date())
+            if let early {
+                scoped = early.key
+                hash = early.payloadHash
+                claim = try early.result.get()
+            } else {
+                guard let key = self.key(of: record, handler: handler) else {
+                    if self.settings.required {
+                        throw IdempotencyError.missingKey("\(self.settings.key)")
+                    }
+                    try await handler.handle(record, context: context)
+                    return .handled
+                }
+                scoped = "\(self.scope)/\(key)"
+                hash = Self.payloadHash(record.value)
+                claim = try await self.store.claim(scoped, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: Date())
+            }
+        } catch let error as IdempotencyError {
+            throw error
         } catch {
             throw IdempotencyError.storeUnavailable(error)
         }
@@ -108,31 +189,31 @@ struct IdempotentCall: Sendable {
             self.duplicates.count.add(1, ordering: .relaxed)
             self.metrics.increment(.duplicatesSkipped, topic: record.topic)
             context.logger.debug("Duplicate skipped: its idempotency key completed before", metadata: ["key": "\(scoped)"])
-            return false
+            return .duplicate
         case .inProgress(let until):
             throw IdempotencyError.heldElsewhere(key: scoped, until: until)
         case .claimed:
-            let claim = KeyClaim(store: self.store, key: scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl)
+            let held = KeyClaim(key: scoped)
             do {
-                try await handler.handle(record, context: context.claiming(claim))
+                try await handler.handle(record, context: context.claiming(held))
             } catch {
-                // A key a transactional effect completed stays completed: the record's retry is a duplicate.
-                if !claim.isCompleted.load(ordering: .acquiring) {
-                    try? await self.store.release(scoped, owner: self.owner)
-                }
+                try? await self.store.release(scoped, owner: self.owner)
                 throw error
             }
-            if claim.isCompleted.load(ordering: .acquiring) {
-                return true
-            }
-            do {
-                try await self.store.complete(scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date())
-            } catch {
-                // The effect happened; the record must not be acknowledged before its key says so. Waiting for the
-                // store and running again finds the key claimed by this owner and completes it.
-                throw IdempotencyError.storeUnavailable(error)
-            }
-            return true
+            let effects = held.effects
+            return .completing(Task {
+                do {
+                    try await self.store.complete(
+                        scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date(), effects: effects
+                    )
+                } catch let error as ConveyorError where error.code == .idempotencyClaimLost {
+                    throw IdempotencyError.claimLost(key: scoped)
+                } catch let error as ConveyorError where error.code == .idempotencyStore && error.isRetryable {
+                    // The effect happened (unless it is transactional, then it rolled back with the completion);
+                    // the record must not be acknowledged before its key says so.
+                    throw IdempotencyError.storeUnavailable(error)
+                }
+            })
         }
     }
 

@@ -49,6 +49,8 @@ final class LaneRunProgress: Sendable {
 
     let run: LaneRun
     private let finished = Atomic<Int>(0)
+    /// Records started (handlers called), which may run ahead of `finished` while completions are written.
+    private let started = Atomic<Int>(0)
     private let reporting = Mutex(Reporting())
 
     init(_ run: LaneRun) {
@@ -65,6 +67,11 @@ final class LaneRunProgress: Sendable {
         self.reporting.withLock { $0.special[position] = .handedOff }
     }
 
+    /// The handler is called for the record at `position`.
+    func begin(_ position: Int) {
+        self.started.store(position + 1, ordering: .releasing)
+    }
+
     /// Records up to and including `position` are done with on this lane.
     func finish(through position: Int) {
         self.finished.store(position + 1, ordering: .releasing)
@@ -72,7 +79,10 @@ final class LaneRunProgress: Sendable {
 
     /// The tickets of the records that started: those done with and the one running (if any).
     var startedTickets: ArraySlice<OffsetTracker.Ticket> {
-        let started = min(self.finished.load(ordering: .acquiring) + 1, self.run.tickets.count)
+        let started = min(
+            max(self.finished.load(ordering: .acquiring) + 1, self.started.load(ordering: .acquiring)),
+            self.run.tickets.count
+        )
         return self.run.tickets[..<started]
     }
 
@@ -108,5 +118,44 @@ final class LaneRunProgress: Sendable {
             }
         }
         return report
+    }
+}
+
+/// Records of a lane run whose handlers returned and whose idempotency keys' completions are being written: the
+/// lane moves on meanwhile, but reports nothing as finished past the first of them until they are written.
+struct PendingCompletions {
+    /// One record waiting for its completion.
+    struct Entry {
+        let position: Int
+        let record: KafkaRecord
+        let ticket: OffsetTracker.Ticket
+        let attempt: Int
+        let completion: Task<Void, any Error>
+    }
+
+    private(set) var entries: [Entry] = []
+    /// Ordering keys of the entries: a later record of one of them waits until they are written.
+    private(set) var keys: Set<HandlerRuntime.OrderingKey> = []
+    /// The last position done with on the lane, to report once the entries are written.
+    private(set) var settledThrough: Int?
+
+    var isEmpty: Bool { self.entries.isEmpty }
+    var count: Int { self.entries.count }
+
+    mutating func add(_ entry: Entry, key: HandlerRuntime.OrderingKey?) {
+        self.entries.append(entry)
+        if let key {
+            self.keys.insert(key)
+        }
+        self.settledThrough = entry.position
+    }
+
+    /// Records up to `position` are done with on the lane: reported now if nothing is pending, else later.
+    mutating func settle(through position: Int, _ progress: LaneRunProgress) {
+        if self.entries.isEmpty {
+            progress.finish(through: position)
+        } else {
+            self.settledThrough = position
+        }
     }
 }

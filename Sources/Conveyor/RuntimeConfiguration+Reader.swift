@@ -55,7 +55,7 @@ extension RuntimeConfiguration {
     ///
     /// - Throws: ``ConveyorError/Code/configuration`` naming the store and the problem;
     ///   ``ConveyorError/Code/idempotencyStore`` when its server cannot be reached or refuses the login.
-    func makeIdempotencyStore(logger: Logger) async throws -> any IdempotencyStore {
+    public func makeIdempotencyStore(logger: Logger) async throws -> any IdempotencyStore {
         if let problem = Self.storeProblem(self.idempotencyStore) {
             throw ConveyorError(.configuration, "idempotency.store: \(problem)")
         }

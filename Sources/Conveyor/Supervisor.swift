@@ -137,8 +137,9 @@ public final class Supervisor: Sendable {
         }
         await producer.close(timeout: self.configuration.shutdownTimeout)
         await deadLetters.close(timeout: self.configuration.shutdownTimeout)
-        if let postgres = idempotencyStore as? PostgresIdempotencyStore {
-            await postgres.close()
+        // A store the caller gave is the caller's to close.
+        if self.idempotencyStore == nil {
+            await idempotencyStore.close()
         }
         try outcome.get()
         return Report(abandoned: runtimes.flatMap(\.abandoned))

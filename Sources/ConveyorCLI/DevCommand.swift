@@ -15,7 +15,8 @@ struct DevCommand: AsyncParsableCommand {
         discussion: """
             Starts an embedded broker (unless --bootstrap-servers names one), creates the topics `orders` and \
             `shipments`, runs the handlers inventory, payments (some payments fail transiently and are \
-            retried), shipping and order-stats, each in its own consumer group, produces OrderCreated events at \
+            retried), shipping and order-stats (a read model written in the transactions that complete its \
+            idempotency keys, in --store), each in its own consumer group, produces OrderCreated events at \
             --rate, and prints a summary every --every seconds: rates, in-flight records, failed attempts and \
             lag per handler. Ctrl-C (or --duration) stops it cleanly.
             """
@@ -23,6 +24,9 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(name: [.customShort("b"), .long], help: "Use this Kafka cluster instead of an embedded broker.")
     var bootstrapServers: String?
+
+    @Option(help: "The idempotency store holding order-stats' keys and table (default: a new SQLite file in a temporary directory).")
+    var store: String?
 
     @Option(help: "Orders per second.")
     var rate: Int = 200
@@ -67,7 +71,13 @@ struct DevCommand: AsyncParsableCommand {
         configuration.retryPolicy = RetryPolicy(
             maxAttempts: 10, backoff: .exponential(base: .milliseconds(50), max: .seconds(1), jitter: 0.2)
         )
-        let supervisor = try Supervisor(configuration: configuration, registry: try HandlerRegistry(storeHandlers), logger: logger)
+        configuration.idempotencyStore = self.store
+            ?? "sqlite://" + NSTemporaryDirectory() + "conveyor-dev-\(UUID().uuidString)/keys.db"
+        let store = try await configuration.makeIdempotencyStore(logger: logger)
+        StandardOutput.write("conveyor dev: idempotency keys and the order-stats table in \(configuration.idempotencyStore)\n")
+        let supervisor = try Supervisor(
+            configuration: configuration, registry: try HandlerRegistry(storeHandlers), logger: logger, idempotencyStore: store
+        )
         let producer = try KafkaProducer(configuration: try KafkaConfiguration(bootstrapServers: bootstrap), logger: logger)
         try await producer.checkConnectivity()
         let admin = try KafkaAdmin(configuration: try KafkaConfiguration(bootstrapServers: bootstrap), logger: logger)
@@ -88,7 +98,9 @@ struct DevCommand: AsyncParsableCommand {
         timer.cancel()
         await producer.close()
         try await self.printSummary(supervisor, admin: admin, produced: produced.value)
-        let customers = StoreState.shared.customers.sorted { $0.value.totalCents > $1.value.totalCents }.prefix(5)
+        let customers = try await OrderStatsHandler.customers(in: store)
+            .sorted { $0.value.totalCents > $1.value.totalCents }.prefix(5)
+        await store.close()
         StandardOutput.write("order-stats, top customers by total:\n")
         for (customer, stats) in customers {
             StandardOutput.write("  \(customer): \(stats.orders) orders, \(Self.money(stats.totalCents))\n")

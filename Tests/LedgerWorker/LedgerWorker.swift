@@ -54,7 +54,7 @@ struct LedgerTableHandler: Handler {
     func handle(_ record: Record, context: HandlerContext) async throws {
         try await Task.sleep(for: self.delay)
         let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
-        try await context.idempotency.transaction { transaction in
+        try context.idempotency.transaction { transaction in
             transaction.execute(
                 """
                 INSERT INTO ledger_effects (key, effects) VALUES (?, 1)

@@ -60,18 +60,6 @@ public struct ShippingHandler: Handler {
     }
 }
 
-/// `order-stats`: a read model of orders and totals per customer (query ``StoreState/customers``).
-public struct OrderStatsHandler: Handler {
-    public static let name = "order-stats"
-    public let topics = [OrderCreated.topic]
-
-    public init() {}
-
-    public func handle(_ record: Record, context: HandlerContext) async throws {
-        StoreState.shared.count(try record.decode(as: OrderCreated.self))
-    }
-}
-
 /// The store's handlers, for an executable's registry.
 public let storeHandlers: [any Handler.Type] = [
     InventoryHandler.self, PaymentsHandler.self, ShippingHandler.self, OrderStatsHandler.self,

@@ -2,21 +2,11 @@ import Synchronization
 
 /// What the store's handlers have done in this process, for queries and the `conveyor dev` summary.
 public final class StoreState: Sendable {
-    /// Totals of one customer, as the `order-stats` read model keeps them.
-    public struct CustomerStats: Sendable, Hashable {
-        /// Orders seen.
-        public var orders = 0
-        /// Sum of their totals, in cents.
-        public var totalCents = 0
-    }
-
     private struct State {
         var reserved: [String: Int] = [:]
         var charged: [String: Int] = [:]
         var paymentAttempts = 0
         var shipments = 0
-        var customers: [String: CustomerStats] = [:]
-        var countedOrders: Set<String> = []
     }
 
     /// The state shared by the store handlers of this process.
@@ -32,9 +22,6 @@ public final class StoreState: Sendable {
     public var paymentAttempts: Int { self.state.withLock { $0.paymentAttempts } }
     /// Shipment requests published.
     public var shipments: Int { self.state.withLock { $0.shipments } }
-
-    /// The `order-stats` read model: orders and totals per customer.
-    public var customers: [String: CustomerStats] { self.state.withLock { $0.customers } }
 
     func reserve(_ order: OrderCreated) {
         self.state.withLock { state in
@@ -55,14 +42,5 @@ public final class StoreState: Sendable {
 
     func shipped() {
         self.state.withLock { $0.shipments += 1 }
-    }
-
-    /// Adds an order to the read model once, however often it is redelivered.
-    func count(_ order: OrderCreated) {
-        self.state.withLock { state in
-            guard state.countedOrders.insert(order.orderID).inserted else { return }
-            state.customers[order.customerID, default: CustomerStats()].orders += 1
-            state.customers[order.customerID, default: CustomerStats()].totalCents += order.totalCents
-        }
     }
 }
