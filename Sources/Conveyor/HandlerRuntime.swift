@@ -376,7 +376,12 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 // A record of a retry topic continues its attempt count.
                 let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(run.batch[index].topic)
                     ? 1 : (RetryTopics.stage(of: run.batch[index])?.attempts ?? 0) + 1
-                if !pending.isEmpty, let ordering = self.orderingKey(of: run.batch[index]), pending.keys.contains(ordering) {
+                // A record waits for the pending completions when one of them is of its ordering key (it runs
+                // after its key's earlier record is settled), or when it has no claim made ahead: it may repeat
+                // an idempotency key of the run, whose completion it must see.
+                if !pending.isEmpty,
+                    early[position] == nil || self.orderingKey(of: run.batch[index]).map(pending.keys.contains) == true
+                {
                     await self.finish(&pending, progress: progress)
                 }
                 if self.parkedKeys.load(ordering: .relaxed) > 0,
@@ -448,14 +453,13 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         return await idempotency.claimAhead(records, handler: self.handler)
     }
 
-    /// Waits for the pending completions, hands the records whose completion failed to their retries, and
-    /// reports what the lane is done with.
+    /// Writes the pending completions in one batch, hands the records whose completion failed to their retries,
+    /// and reports what the lane is done with.
     private func finish(_ pending: inout PendingCompletions, progress: LaneRunProgress) async {
-        guard !pending.isEmpty else { return }
-        for entry in pending.entries {
-            do {
-                try await entry.completion.value
-            } catch {
+        guard !pending.isEmpty, let idempotency = self.call.idempotency else { return }
+        let results = await idempotency.complete(pending.entries.map(\.completion))
+        for (entry, result) in zip(pending.entries, results) {
+            if case .failure(let error) = result {
                 self.handOff(entry.record, ticket: entry.ticket, attempt: entry.attempt, error: error)
                 progress.markHandedOff(entry.position)
             }

@@ -10,6 +10,42 @@ public enum IdempotencyClaim: Sendable, Equatable {
     case inProgress(until: Date)
 }
 
+/// One claim of a batch (``IdempotencyStore/claim(_:)``).
+public struct ClaimRequest: Sendable {
+    public var key: String
+    public var payloadHash: String
+    public var owner: String
+    public var lease: Duration
+    public var now: Date
+
+    public init(key: String, payloadHash: String, owner: String, lease: Duration, now: Date) {
+        self.key = key
+        self.payloadHash = payloadHash
+        self.owner = owner
+        self.lease = lease
+        self.now = now
+    }
+}
+
+/// One completion of a batch (``IdempotencyStore/complete(_:)``), with the record's transactional effects.
+public struct CompletionRequest: Sendable {
+    public var key: String
+    public var payloadHash: String
+    public var owner: String
+    public var ttl: Duration
+    public var now: Date
+    public var effects: [EffectStatement]
+
+    public init(key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement] = []) {
+        self.key = key
+        self.payloadHash = payloadHash
+        self.owner = owner
+        self.ttl = ttl
+        self.now = now
+        self.effects = effects
+    }
+}
+
 /// Where a deployment keeps its idempotency keys: claimed (`in-progress` with a lease) before a handler runs,
 /// `completed` (with a time to live and the payload's hash) after it succeeded, released when it failed.
 ///
@@ -27,6 +63,12 @@ public protocol IdempotencyStore: Sendable {
     func complete(
         _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
     ) async throws
+    /// Claims several keys at once (distinct keys; a database store answers them in one batch): one result per
+    /// request, in order, each as ``claim(_:payloadHash:owner:lease:now:)`` would give it.
+    func claim(_ requests: [ClaimRequest]) async -> [Result<IdempotencyClaim, any Error>]
+    /// Completes several keys at once (distinct keys; a database store writes them in one batch): one result per
+    /// request, in order, each as ``complete(_:payloadHash:owner:ttl:now:effects:)`` would give it.
+    func complete(_ requests: [CompletionRequest]) async -> [Result<Void, any Error>]
     /// Gives up `owner`'s claim of `key`, so that a retry can claim it again.
     func release(_ key: String, owner: String) async throws
     /// Removes completed keys whose time to live ended, and expired claims; returns how many.
@@ -44,6 +86,38 @@ public protocol IdempotencyStore: Sendable {
 extension IdempotencyStore {
     /// Nothing to close.
     public func close() async {}
+
+    /// One claim after the other.
+    public func claim(_ requests: [ClaimRequest]) async -> [Result<IdempotencyClaim, any Error>] {
+        var results: [Result<IdempotencyClaim, any Error>] = []
+        for request in requests {
+            do {
+                results.append(.success(try await self.claim(
+                    request.key, payloadHash: request.payloadHash, owner: request.owner, lease: request.lease, now: request.now
+                )))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    /// One completion after the other.
+    public func complete(_ requests: [CompletionRequest]) async -> [Result<Void, any Error>] {
+        var results: [Result<Void, any Error>] = []
+        for request in requests {
+            do {
+                try await self.complete(
+                    request.key, payloadHash: request.payloadHash, owner: request.owner, ttl: request.ttl, now: request.now,
+                    effects: request.effects
+                )
+                results.append(.success(()))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
 
     /// Marks `key` completed for `payloadHash` until `now + ttl`, without effects of its own.
     public func complete(_ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date) async throws {

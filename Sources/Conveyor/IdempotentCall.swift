@@ -79,9 +79,9 @@ struct IdempotentCall: Sendable {
         case handled
         /// The key had completed before: the handler did not run.
         case duplicate
-        /// The handler ran; its key's completion (with the record's transactional effects) is being written. The
-        /// record is finished when the task succeeds; its error is the record's failure.
-        case completing(Task<Void, any Error>)
+        /// The handler ran; its key's completion (with the record's transactional effects) is still to be written
+        /// (``complete(_:)``). The record is finished once it is; its error is the record's failure.
+        case completing(CompletionRequest)
     }
 
     /// A claim made ahead of its record (``claimAhead(_:handler:)``).
@@ -108,8 +108,27 @@ struct IdempotentCall: Sendable {
         case .handled: return true
         case .duplicate: return false
         case .completing(let completion):
-            try await completion.value
+            try await self.complete([completion])[0].get()
             return true
+        }
+    }
+
+    /// Writes completions (in one batch of the store): one result per request, with the errors a record's failure
+    /// is made of.
+    func complete(_ requests: [CompletionRequest]) async -> [Result<Void, any Error>] {
+        await self.store.complete(requests).enumerated().map { index, result in
+            result.mapError { error in
+                switch error {
+                case let error as ConveyorError where error.code == .idempotencyClaimLost:
+                    IdempotencyError.claimLost(key: requests[index].key)
+                case let error as ConveyorError where error.code == .idempotencyStore && error.isRetryable:
+                    // The effect happened (unless it is transactional: then it rolled back with the completion);
+                    // the record must not be acknowledged before its key says so.
+                    IdempotencyError.storeUnavailable(error)
+                default:
+                    error
+                }
+            }
         }
     }
 
@@ -127,21 +146,14 @@ struct IdempotentCall: Sendable {
         }
         guard wanted.count > 1 else { return [:] }
         let now = Date()
-        return await withTaskGroup(of: (Int, EarlyClaim).self) { group in
-            for (position, key, hash) in wanted {
-                group.addTask {
-                    do {
-                        let claim = try await self.store.claim(
-                            key, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: now
-                        )
-                        return (position, EarlyClaim(key: key, payloadHash: hash, result: .success(claim)))
-                    } catch {
-                        return (position, EarlyClaim(key: key, payloadHash: hash, result: .failure(error)))
-                    }
-                }
-            }
-            return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        let results = await self.store.claim(wanted.map {
+            ClaimRequest(key: $0.key, payloadHash: $0.hash, owner: self.owner, lease: self.settings.lease, now: now)
+        })
+        var claims: [Int: EarlyClaim] = [:]
+        for (claim, result) in zip(wanted, results) {
+            claims[claim.position] = EarlyClaim(key: claim.key, payloadHash: claim.hash, result: result)
         }
+        return claims
     }
 
     /// Gives back claims made ahead for records that did not run (their partition went away).
@@ -200,20 +212,9 @@ struct IdempotentCall: Sendable {
                 try? await self.store.release(scoped, owner: self.owner)
                 throw error
             }
-            let effects = held.effects
-            return .completing(Task {
-                do {
-                    try await self.store.complete(
-                        scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date(), effects: effects
-                    )
-                } catch let error as ConveyorError where error.code == .idempotencyClaimLost {
-                    throw IdempotencyError.claimLost(key: scoped)
-                } catch let error as ConveyorError where error.code == .idempotencyStore && error.isRetryable {
-                    // The effect happened (unless it is transactional, then it rolled back with the completion);
-                    // the record must not be acknowledged before its key says so.
-                    throw IdempotencyError.storeUnavailable(error)
-                }
-            })
+            return .completing(CompletionRequest(
+                key: scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date(), effects: held.effects
+            ))
         }
     }
 

@@ -121,8 +121,9 @@ final class LaneRunProgress: Sendable {
     }
 }
 
-/// Records of a lane run whose handlers returned and whose idempotency keys' completions are being written: the
-/// lane moves on meanwhile, but reports nothing as finished past the first of them until they are written.
+/// Records of a lane run whose handlers returned and whose idempotency keys' completions are still to be written
+/// (together, in one batch of the store): the lane moves on meanwhile, but reports nothing as finished past the
+/// first of them until they are written.
 struct PendingCompletions {
     /// One record waiting for its completion.
     struct Entry {
@@ -130,7 +131,7 @@ struct PendingCompletions {
         let record: KafkaRecord
         let ticket: OffsetTracker.Ticket
         let attempt: Int
-        let completion: Task<Void, any Error>
+        let completion: CompletionRequest
     }
 
     private(set) var entries: [Entry] = []

@@ -13,12 +13,12 @@ import Synchronization
 /// records costs a handful of round trips. Transactional effects run in the batch's transaction, each in a
 /// savepoint of its own. Purges, schema statements and queries use a second connection. A lost connection is
 /// opened again by the next operation that needs it.
-public final class PostgresIdempotencyStore: IdempotencyStore {
+public final class PostgresIdempotencyStore: IdempotencyStore, GroupCommitting {
     /// The URL without its password, for messages.
     let name: String
     private let writer: PostgresConnectionSlot
     private let reader: PostgresConnectionSlot
-    private let commits: GroupCommit
+    let commits: GroupCommit
     private let logger: Logger
 
     /// Connects to the server `url` names and creates or migrates the keys table.
@@ -83,23 +83,6 @@ public final class PostgresIdempotencyStore: IdempotencyStore {
                 }
             }
         }
-    }
-
-    public func claim(_ key: String, payloadHash: String, owner: String, lease: Duration, now: Date) async throws -> IdempotencyClaim {
-        try await self.commits.submit(.claim(key: key, payloadHash: payloadHash, owner: owner, lease: lease, now: now))
-            ?? .claimed
-    }
-
-    public func complete(
-        _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
-    ) async throws {
-        _ = try await self.commits.submit(
-            .complete(key: key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: effects)
-        )
-    }
-
-    public func release(_ key: String, owner: String) async throws {
-        _ = try await self.commits.submit(.release(key: key, owner: owner))
     }
 
     public func purgeExpired(now: Date) async throws -> Int {

@@ -10,9 +10,9 @@ import Synchronization
 /// transaction is being written go together into the next one, and each caller resumes when it committed.
 /// Transactional effects run in that transaction too, each inside a savepoint of its own, so one failing effect
 /// fails only its record.
-public final class SQLiteIdempotencyStore: IdempotencyStore {
+public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     private let database: DatabasePool
-    private let commits: GroupCommit
+    let commits: GroupCommit
 
     /// Opens (creating if needed) the database at `path`, in WAL mode, with the keys table.
     ///
@@ -60,23 +60,6 @@ public final class SQLiteIdempotencyStore: IdempotencyStore {
     /// The database's journal mode (`wal`).
     var journalMode: String {
         get throws { try self.database.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") ?? "" } }
-    }
-
-    public func claim(_ key: String, payloadHash: String, owner: String, lease: Duration, now: Date) async throws -> IdempotencyClaim {
-        try await self.commits.submit(.claim(key: key, payloadHash: payloadHash, owner: owner, lease: lease, now: now))
-            ?? .claimed
-    }
-
-    public func complete(
-        _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
-    ) async throws {
-        _ = try await self.commits.submit(
-            .complete(key: key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: effects)
-        )
-    }
-
-    public func release(_ key: String, owner: String) async throws {
-        _ = try await self.commits.submit(.release(key: key, owner: owner))
     }
 
     private static let upsert = """

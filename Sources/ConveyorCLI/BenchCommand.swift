@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conveyor
 import Foundation
 import Logging
 import RdKafka
@@ -50,8 +51,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Records of the idempotency run (no-op handler, keys in --idempotency-store, and without); 0 skips it.")
     var idempotentRecords: Int = 0
 
-    @Option(help: "The store of the idempotency run, such as sqlite:///tmp/conveyor-bench-keys.db.")
+    @Option(help: "The store of the idempotency run: sqlite:///path/keys.db (a new file) or postgres://... (its table is emptied first).")
     var idempotencyStore = "sqlite://\(NSTemporaryDirectory())conveyor-bench-keys.db"
+
+    @Option(help: "Worker processes of the idempotency run with keys, in one consumer group.")
+    var idempotencyWorkers: Int = 1
 
     @Option(help: "Rounds; each runs every consumer once.")
     var rounds: Int = 3
@@ -121,19 +125,55 @@ struct BenchCommand: AsyncParsableCommand {
             print("W2 runtime-io (1 ms per record, concurrency 64, \(self.ioRecords) records) " + io.summary)
         }
         if self.idempotentRecords > 0 {
-            try? FileManager.default.removeItem(atPath: self.idempotencyStore.replacingOccurrences(of: "sqlite://", with: ""))
+            try await self.resetIdempotencyStore(logger: logger)
             let plain = try self.runChild(
                 mode: BenchConsumerCommand.Mode.runtimeNoop.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
                 round: 100, records: self.idempotentRecords
             )
-            let keyed = try self.runChild(
-                mode: BenchConsumerCommand.Mode.runtimeIdempotent.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
-                round: 101, records: self.idempotentRecords, extra: ["--idempotency-store", self.idempotencyStore]
+            let keyed = try self.runChildren(
+                self.idempotencyWorkers, mode: BenchConsumerCommand.Mode.runtimeIdempotent.rawValue,
+                bootstrap: kafka.bootstrapServers, topic: topic, round: 101, records: self.idempotentRecords,
+                extra: ["--idempotency-store", self.idempotencyStore]
             )
-            print("idempotency: runtime-noop \(plain.summary)")
-            print("idempotency: keys in \(self.idempotencyStore) \(keyed.summary)")
+            let store = (try? PostgresIdempotencyStore.configuration(self.idempotencyStore)) == nil
+                ? self.idempotencyStore : "PostgreSQL"
+            print("idempotency: runtime-noop, 1 process, \(self.idempotentRecords) records \(plain.summary)")
+            print("idempotency: keys in \(store), \(self.idempotencyWorkers) process(es) \(keyed.summary)")
             print(String(format: "ratio with keys/without: %.3fx records/s", keyed.recordsPerSecond / plain.recordsPerSecond))
         }
+    }
+
+    /// Starts the idempotency run with an empty store: a new SQLite file, or PostgreSQL's keys table emptied.
+    private func resetIdempotencyStore(logger: Logger) async throws {
+        if self.idempotencyStore.hasPrefix("sqlite://") {
+            try? FileManager.default.removeItem(atPath: String(self.idempotencyStore.dropFirst("sqlite://".count)))
+        } else if self.idempotencyStore.hasPrefix("postgres") {
+            let store = try await PostgresIdempotencyStore(url: self.idempotencyStore, logger: logger)
+            _ = try await store.purgeExpired(now: .distantFuture)
+            await store.close()
+        }
+    }
+
+    /// Runs `count` children of one consumer group at once, each until the group committed `records`: the
+    /// records of all of them, and the longest of their times.
+    private func runChildren(
+        _ count: Int, mode: String, bootstrap: String, topic: String, round: Int, records: Int, extra: [String]
+    ) throws -> BenchResult {
+        guard count > 1 else {
+            return try self.runChild(mode: mode, bootstrap: bootstrap, topic: topic, round: round, records: records, extra: extra)
+        }
+        let children = try (0..<count).map { _ in
+            try self.startChild(
+                mode: mode, bootstrap: bootstrap, topic: topic, round: round, records: records,
+                extra: extra + ["--group-partitions", String(self.partitions)]
+            )
+        }
+        let results = try children.map { try Self.result(of: $0, mode: mode) }
+        return BenchResult(
+            records: Int64(records), seconds: results.map(\.seconds).max() ?? 0,
+            cpuSeconds: results.reduce(0) { $0 + $1.cpuSeconds },
+            peakRSSKilobytes: results.map(\.peakRSSKilobytes).max() ?? 0
+        )
     }
 
     /// Raw first, then the `--modes` consumers.
@@ -181,6 +221,18 @@ struct BenchCommand: AsyncParsableCommand {
         mode: String, bootstrap: String, topic: String, round: Int, records: Int? = nil, extra: [String] = []
     ) throws -> BenchResult {
         let records = records ?? self.records
+        let child = try self.startChild(mode: mode, bootstrap: bootstrap, topic: topic, round: round, records: records, extra: extra)
+        let result = try Self.result(of: child, mode: mode)
+        guard result.records >= Int64(records) else {
+            throw ValidationError("bench-consumer --mode \(mode) read \(result.records) of \(records) records")
+        }
+        return result
+    }
+
+    /// Starts a `bench-consumer` child; its standard output is the pipe to read its result from.
+    private func startChild(
+        mode: String, bootstrap: String, topic: String, round: Int, records: Int, extra: [String]
+    ) throws -> (Process, Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = [
@@ -191,6 +243,12 @@ struct BenchCommand: AsyncParsableCommand {
         let output = Pipe()
         process.standardOutput = output
         try process.run()
+        return (process, output)
+    }
+
+    /// Waits for a child and parses its result line.
+    private static func result(of child: (Process, Pipe), mode: String) throws -> BenchResult {
+        let (process, output) = child
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0,
@@ -198,9 +256,6 @@ struct BenchCommand: AsyncParsableCommand {
             let result = BenchResult(line: String(line))
         else {
             throw ValidationError("bench-consumer --mode \(mode) failed with status \(process.terminationStatus)")
-        }
-        guard result.records >= Int64(records) else {
-            throw ValidationError("bench-consumer --mode \(mode) read \(result.records) of \(records) records")
         }
         return result
     }

@@ -42,6 +42,8 @@ struct BenchConsumerCommand: AsyncParsableCommand {
     @Option var topic: String
     @Option var group: String
     @Option var records: Int
+    @Option(help: "With other processes in the group: stop once the group committed --records records of this many partitions (instead of once this process handled --records).")
+    var groupPartitions: Int?
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -103,7 +105,13 @@ struct BenchConsumerCommand: AsyncParsableCommand {
                 _ = try await supervisor.run(signals: [])
                 return nil
             }
-            group.addTask { try await Self.watch(supervisor, until: target) }
+            if let partitions = self.groupPartitions {
+                let admin = try KafkaAdmin(configuration: configuration, logger: logger)
+                let positions = (0..<Int32(partitions)).map { TopicPartition(self.topic, $0) }
+                group.addTask { try await Self.watch(supervisor, group: self.group, committing: target, of: positions, admin: admin) }
+            } else {
+                group.addTask { try await Self.watch(supervisor, until: target) }
+            }
             // The first to finish is the target (or a failed run, whose error is thrown here).
             let first = try await group.next()!
             await supervisor.triggerGracefulShutdown()
@@ -130,6 +138,30 @@ struct BenchConsumerCommand: AsyncParsableCommand {
             }
             if handled >= target, let start {
                 return (handled, now - start)
+            }
+        }
+    }
+
+    /// Like ``watch(_:until:)``, but for a group of processes: returns this process's count and the time from its
+    /// first handled record to the moment the group's committed offsets add up to `target` (read every 50 ms).
+    private static func watch(
+        _ supervisor: Supervisor, group: String, committing target: Int, of partitions: [TopicPartition], admin: KafkaAdmin
+    ) async throws -> (Int, Duration) {
+        let clock = ContinuousClock()
+        var start: ContinuousClock.Instant?
+        var lastRead = clock.now
+        while true {
+            try await Task.sleep(for: .milliseconds(1))
+            let handled = supervisor.statistics.reduce(0) { $0 + $1.handled + $1.duplicatesSkipped }
+            let now = clock.now
+            if handled > 0, start == nil {
+                start = now
+            }
+            guard now - lastRead >= .milliseconds(50) else { continue }
+            lastRead = now
+            let committed = try await admin.committedOffsets(group: group, partitions: partitions)
+            if committed.values.reduce(0, { $0 + Int($1 ?? 0) }) >= target {
+                return (handled, clock.now - (start ?? now))
             }
         }
     }
