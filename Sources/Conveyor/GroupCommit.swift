@@ -1,8 +1,8 @@
 import Foundation
 import Synchronization
 
-/// One operation on an idempotency key, as the database stores apply it.
-enum KeyOperation: Sendable {
+/// One operation on an idempotency key, as the database stores apply it (boxed: batches copy it around).
+indirect enum KeyOperation: Sendable {
     case claim(key: String, payloadHash: String, owner: String, lease: Duration, now: Date)
     case complete(key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement])
     case release(key: String, owner: String)

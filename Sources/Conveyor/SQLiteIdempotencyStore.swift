@@ -49,7 +49,10 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
         self.database = database
         self.commits = GroupCommit(maxBatch: 4_096) { operations in
             do {
-                return try await database.write { db in try operations.map { try Self.apply($0, in: db) } }
+                return try await database.write { db in
+                    let statements = try Statements(db)
+                    return try operations.map { try Self.apply($0, in: db, with: statements) }
+                }
             } catch {
                 let failure = ConveyorError(.idempotencyStore, "idempotency store sqlite://\(path): \(error)", isRetryable: true)
                 return operations.map { _ in .failure(failure) }
@@ -62,40 +65,58 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
         get throws { try self.database.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") ?? "" } }
     }
 
-    private static let upsert = """
-        INSERT OR REPLACE INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at)
-        VALUES (?, ?, ?, ?, ?)
-        """
+    /// The statements of key operations, looked up once per batch.
+    private struct Statements {
+        let claim: Statement
+        let state: Statement
+        let complete: Statement
+
+        init(_ db: Database) throws {
+            // One statement takes a new key, an expired one, or this owner's own claim again; otherwise the row
+            // says who holds it.
+            self.claim = try db.cachedStatement(sql: """
+                INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at) VALUES (?, 0, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET completed = 0, owner = excluded.owner,
+                    payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
+                WHERE expires_at <= ? OR (completed = 0 AND owner = excluded.owner)
+                """)
+            self.state = try db.cachedStatement(
+                sql: "SELECT completed, payload_hash, expires_at FROM conveyor_idempotency_keys WHERE key = ?"
+            )
+            self.complete = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at)
+                VALUES (?, 1, ?, ?, ?)
+                """)
+        }
+
+        /// Releases are rare (failed handlers): looked up when needed.
+        func release(_ db: Database) throws -> Statement {
+            try db.cachedStatement(sql: "DELETE FROM conveyor_idempotency_keys WHERE key = ? AND completed = 0 AND owner = ?")
+        }
+    }
+
 
     /// Applies one operation inside the batch's transaction. An error of a transactional effect is its record's
     /// result; any other error fails the whole batch.
-    private static func apply(_ operation: KeyOperation, in db: Database) throws -> Result<IdempotencyClaim?, any Error> {
+    private static func apply(
+        _ operation: KeyOperation, in db: Database, with statements: Statements
+    ) throws -> Result<IdempotencyClaim?, any Error> {
         switch operation {
         case .claim(let key, let payloadHash, let owner, let lease, let now):
-            let row = try Row.fetchOne(
-                try db.cachedStatement(
-                    sql: "SELECT completed, owner, payload_hash, expires_at FROM conveyor_idempotency_keys WHERE key = ?"
-                ),
-                arguments: [key]
+            try statements.claim.execute(
+                arguments: [key, owner, payloadHash, (now + lease.timeInterval).timeIntervalSince1970, now.timeIntervalSince1970]
             )
-            if let row {
-                let expires = Date(timeIntervalSince1970: row["expires_at"])
-                let completed: Bool = row["completed"]
-                let holder: String = row["owner"]
-                if completed, expires > now {
-                    return .success(.completed(payloadHash: row["payload_hash"]))
-                }
-                if !completed, expires > now, holder != owner {
-                    return .success(.inProgress(until: expires))
-                }
+            if db.changesCount == 1 {
+                return .success(.claimed)
             }
-            try db.cachedStatement(sql: Self.upsert).execute(
-                arguments: [key, 0, owner, payloadHash, (now + lease.timeInterval).timeIntervalSince1970]
-            )
-            return .success(.claimed)
+            let row = try Row.fetchOne(statements.state, arguments: [key])
+            guard let row else { return .success(.inProgress(until: now)) }
+            let expires = Date(timeIntervalSince1970: row["expires_at"])
+            let completed: Bool = row["completed"]
+            return .success(completed ? .completed(payloadHash: row["payload_hash"]) : .inProgress(until: expires))
         case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects) where effects.isEmpty:
-            try db.cachedStatement(sql: Self.upsert).execute(
-                arguments: [key, 1, owner, payloadHash, (now + ttl.timeInterval).timeIntervalSince1970]
+            try statements.complete.execute(
+                arguments: [key, owner, payloadHash, (now + ttl.timeInterval).timeIntervalSince1970]
             )
             return .success(nil)
         case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects):
@@ -123,8 +144,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             }
             return result
         case .release(let key, let owner):
-            try db.cachedStatement(sql: "DELETE FROM conveyor_idempotency_keys WHERE key = ? AND completed = 0 AND owner = ?")
-                .execute(arguments: [key, owner])
+            try statements.release(db).execute(arguments: [key, owner])
             return .success(nil)
         }
     }

@@ -51,7 +51,7 @@ public struct PostgresTestDatabase: Sendable {
 
     private static func administer(_ url: String, _ sql: String) async throws {
         try await Self.withConnection(url) { connection in
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.logger)
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Self.logger)
         }
     }
 
