@@ -38,6 +38,21 @@ public struct PostgresTestDatabase: Sendable {
         try await Self.administer(self.server, "DROP DATABASE IF EXISTS \(self.name) WITH (FORCE)")
     }
 
+    /// Cuts the database off, as an outage would for its clients: new connections are refused and open ones are
+    /// closed by the server.
+    public func cutOff() async throws {
+        try await Self.administer(self.server, "ALTER DATABASE \(self.name) ALLOW_CONNECTIONS false")
+        try await Self.administer(
+            self.server,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(self.name)' AND pid <> pg_backend_pid()"
+        )
+    }
+
+    /// Ends ``cutOff()``: the database accepts connections again.
+    public func restore() async throws {
+        try await Self.administer(self.server, "ALTER DATABASE \(self.name) ALLOW_CONNECTIONS true")
+    }
+
     /// Runs `sql` on the database and returns its rows as text (`NULL` as `nil`; cast other types to `text`).
     public func query(_ sql: String) async throws -> [[String?]] {
         try await Self.withConnection(self.url) { connection in

@@ -1,6 +1,8 @@
 @testable import Conveyor
 import ConveyorTestKit
 import Foundation
+import class GRDB.DatabaseQueue
+import struct GRDB.Configuration
 import Logging
 import MetricsTestKit
 import RdKafka
@@ -47,48 +49,27 @@ private struct SlowEffects: Handler {
     }
 }
 
-private let registry = try! HandlerRegistry([EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self])
+/// Takes 20 ms per record, then adds one to its key's row of table `outage_effects` in the transaction that
+/// completes the key.
+private struct TransactionalEffects: Handler {
+    static let name = "effects-transactional"
+    var topics: [String] { ["unused"] }
+    static let storeSchema = ["CREATE TABLE IF NOT EXISTS outage_effects (key TEXT PRIMARY KEY, effects INTEGER NOT NULL)"]
 
-/// The memory store with an outage switch: while `isDown`, every call fails as an unreachable server would.
-private final class SwitchableStore: IdempotencyStore {
-    struct Unreachable: Error {}
-    let store = MemoryIdempotencyStore()
-    let isDown = Atomic<Bool>(false)
-
-    private func check() throws {
-        if self.isDown.load(ordering: .relaxed) { throw Unreachable() }
-    }
-
-    func claim(_ key: String, payloadHash: String, owner: String, lease: Duration, now: Date) async throws -> IdempotencyClaim {
-        try self.check()
-        return try await self.store.claim(key, payloadHash: payloadHash, owner: owner, lease: lease, now: now)
-    }
-
-    func complete(
-        _ key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement]
-    ) async throws {
-        try self.check()
-        try await self.store.complete(key, payloadHash: payloadHash, owner: owner, ttl: ttl, now: now, effects: effects)
-    }
-
-    func release(_ key: String, owner: String) async throws {
-        try self.check()
-        try await self.store.release(key, owner: owner)
-    }
-
-    func purgeExpired(now: Date) async throws -> Int {
-        try self.check()
-        return try await self.store.purgeExpired(now: now)
-    }
-
-    func prepare(schema: [String]) async throws {
-        try await self.store.prepare(schema: schema)
-    }
-
-    func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [[SQLValue]] {
-        try await self.store.query(sql, arguments)
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        try await Task.sleep(for: .milliseconds(20))
+        try context.idempotency.transaction { transaction in
+            transaction.execute(
+                "INSERT INTO outage_effects (key, effects) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET effects = outage_effects.effects + 1",
+                .text(record.header("idempotency-key") ?? "")
+            )
+        }
     }
 }
+
+private let registry = try! HandlerRegistry([
+    EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self, TransactionalEffects.self,
+])
 
 private func configuration(_ kafka: EmbeddedKafka, topic: String, handler: String, idempotency: IdempotencySettings) -> RuntimeConfiguration {
     var configuration = runtimeConfiguration(kafka, topic: topic, handlers: [handler])
@@ -380,15 +361,20 @@ struct IdempotencyRuntimeTests {
         #expect(supervisor.statistics.first?.deadLettered == 1, "reason missing-idempotency-key")
     }
 
-    @Test("Store outage: fail closed (paused, nothing dead-lettered or committed), then every record once")
+    @Test("SQLite store locked by another process: fail closed (paused, nothing dead-lettered or committed), then every record once")
     func storeOutage() async throws {
         let kafka = try EmbeddedKafka()
         let topic = "idem-outage"
         try kafka.createTopic(topic, partitions: 1)
         try kafka.createTopic(topic + ".dlq", partitions: 1)
         try await produce((0..<20).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
-        let store = SwitchableStore()
-        store.isDown.store(true, ordering: .relaxed)
+        // Another connection holds the database's write lock: the store's writes wait 5 s, then fail.
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let store = try SQLiteIdempotencyStore(path: path)
+        var unsafe = GRDB.Configuration()
+        unsafe.allowsUnsafeTransactions = true
+        let lock = try DatabaseQueue(path: path, configuration: unsafe)
+        try lock.inDatabase { try $0.execute(sql: "BEGIN EXCLUSIVE TRANSACTION") }
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: EffectsC.name, idempotency: IdempotencySettings()),
             registry: registry, logger: quietLogger, idempotencyStore: store
@@ -405,7 +391,7 @@ struct IdempotencyRuntimeTests {
         let held = try await committedOffset(of: group, partition, on: kafka)
         #expect(held.map { $0 == 0 } ?? true, "nothing committed: \(String(describing: held))")
 
-        store.isDown.store(false, ordering: .relaxed)
+        try lock.inDatabase { try $0.execute(sql: "ROLLBACK") }
         let done = try await effects.wait(for: "all 20 records", timeout: .seconds(60)) { list in
             list.filter { $0.hasPrefix(EffectsC.name) }.count >= 20
         }.filter { $0.hasPrefix(EffectsC.name) }
@@ -421,5 +407,54 @@ struct IdempotencyRuntimeTests {
         #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
         #expect(!statistics.isIdempotencyStoreUnavailable)
         #expect(committed == 20)
+    }
+
+    @Test("PostgreSQL outage mid-run: fail closed (paused, nothing dead-lettered or committed past), then one effect each")
+    func postgresOutage() async throws {
+        let server = try #require(PostgresTestDatabase.serverURL, "\(PostgresTestDatabase.missing)")
+        let database = try await PostgresTestDatabase(serverURL: server)
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-pg-outage"
+        let records = 60
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce((0..<records).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+        var configuration = configuration(kafka, topic: topic, handler: TransactionalEffects.name, idempotency: IdempotencySettings())
+        configuration.idempotencyStore = database.url
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
+        let run = Task { try await supervisor.run(signals: []) }
+        let handled = { @Sendable () async -> [String: Int] in
+            var effects: [String: Int] = [:]
+            for row in (try? await database.query("SELECT key, effects::text FROM outage_effects")) ?? [] {
+                effects[row[0] ?? ""] = row[1].flatMap { Int($0) }
+            }
+            return effects
+        }
+        #expect(await eventually { await handled().count >= 5 }, "records are handled before the outage")
+        try await database.cutOff()
+        #expect(await eventually { supervisor.statistics.first?.partitionsPausedForWrites.isEmpty == false }, "the partition pauses")
+        let during = try #require(supervisor.statistics.first)
+        #expect(during.isIdempotencyStoreUnavailable, "the health state says so")
+        let group = "\(topic).\(TransactionalEffects.name)"
+        let partition = TopicPartition(topic, 0)
+        try await Task.sleep(for: .seconds(1))
+        try await database.restore()
+        let before = await handled()
+        let committed = try await committedOffset(of: group, partition, on: kafka) ?? 0
+        #expect(committed <= Int64(before.count), "nothing committed past unhandled records: \(committed) > \(before.count)")
+        #expect(before.count < records, "the outage came mid-run")
+
+        #expect(await eventually(timeout: .seconds(60)) { await handled().count == records }, "every record once the store is back")
+        #expect(await eventually {
+            (try? await committedOffset(of: group, partition, on: kafka)) == Int64(records)
+        })
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        let effects = await handled()
+        #expect(effects.values.allSatisfy { $0 == 1 }, "one effect each: \(effects.filter { $0.value != 1 })")
+        #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
+        #expect(!statistics.isIdempotencyStoreUnavailable)
+        try await database.drop()
     }
 }

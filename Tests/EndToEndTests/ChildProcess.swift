@@ -7,12 +7,13 @@ import Synchronization
 final class ChildProcess: Sendable {
     /// The lines the process wrote to standard output so far.
     let lines = AwaitableState([String]())
+    /// The lines the process wrote to standard error (its log) so far.
+    let errorLines = AwaitableState([String]())
     /// The exit status, once the process has exited.
     let exit = AwaitableState<Int32?>(nil)
-    /// Whether standard output reached its end (every line the process wrote is in `lines`).
-    private let outputEnded = AwaitableState(false)
+    /// How many of standard output and standard error reached their end.
+    private let outputsEnded = AwaitableState(0)
     private let process: Process
-    private let errors: Pipe
 
     /// Starts `executable` (built next to the test bundle) with `arguments` and extra `environment` variables.
     init(_ arguments: [String], executable: String = "conveyor", environment: [String: String] = [:]) throws {
@@ -24,17 +25,27 @@ final class ChildProcess: Sendable {
         let errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
-        let lines = self.lines
+        Self.read(output, into: self.lines, ended: self.outputsEnded)
+        Self.read(errors, into: self.errorLines, ended: self.outputsEnded)
+        let exit = self.exit
+        process.terminationHandler = { process in
+            exit.update { $0 = process.terminationStatus }
+        }
+        try process.run()
+        self.process = process
+    }
+
+    /// Reads `pipe` line by line into `lines` until end of file, on a thread of its own: no dispatch source
+    /// watches the descriptor, so none can outlive it (a closed and reused descriptor under a live source crashes
+    /// libdispatch).
+    private static func read(_ pipe: Pipe, into lines: AwaitableState<[String]>, ended: AwaitableState<Int>) {
+        let reader = pipe.fileHandleForReading
         let pending = LineBuffer()
-        // A thread of its own reads until end of file: no dispatch source watches the descriptor, so none can
-        // outlive it (a closed and reused descriptor under a live source crashes libdispatch).
-        let reader = output.fileHandleForReading
-        let outputEnded = self.outputEnded
         Thread.detachNewThread {
             while true {
                 let data = reader.availableData
                 guard !data.isEmpty else {
-                    outputEnded.update { $0 = true }
+                    ended.update { $0 += 1 }
                     return
                 }
                 let complete = pending.append(data)
@@ -43,13 +54,6 @@ final class ChildProcess: Sendable {
                 }
             }
         }
-        let exit = self.exit
-        process.terminationHandler = { process in
-            exit.update { $0 = process.terminationStatus }
-        }
-        try process.run()
-        self.process = process
-        self.errors = errors
     }
 
     /// An executable of this package, built next to the test bundle.
@@ -64,18 +68,18 @@ final class ChildProcess: Sendable {
         kill(self.process.processIdentifier, signal)
     }
 
-    /// Waits for the process to exit and for the end of its standard output (the exit can be seen before the
-    /// reader thread took the last lines), and returns its exit status.
+    /// Waits for the process to exit and for the end of its output (the exit can be seen before the reader threads
+    /// took the last lines), and returns its exit status.
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         let name = "exit of \(self.process.arguments ?? [])"
         let status = try await self.exit.wait(for: name, timeout: timeout) { $0 != nil }!
-        _ = try await self.outputEnded.wait(for: "end of output of \(name)", timeout: .seconds(10)) { $0 }
+        _ = try await self.outputsEnded.wait(for: "end of output of \(name)", timeout: .seconds(10)) { $0 == 2 }
         return status
     }
 
-    /// What the process wrote to standard error (read after it exited).
+    /// What the process wrote to standard error so far.
     var standardError: String {
-        String(decoding: self.errors.fileHandleForReading.availableData, as: UTF8.self)
+        self.errorLines.value.joined(separator: "\n")
     }
 
     deinit {

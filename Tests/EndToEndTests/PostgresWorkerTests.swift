@@ -108,4 +108,44 @@ struct PostgresWorkerTests {
         try await cluster.stop()
         try await database.drop()
     }
+
+    @Test("Two worker processes receive each key at the same time (on two partitions): one effect per key")
+    func sameKeyTwice() async throws {
+        let server = try #require(PostgresTestDatabase.serverURL, "\(PostgresTestDatabase.missing)")
+        let database = try await PostgresTestDatabase(serverURL: server)
+        let cluster = try await postgresCluster(database, partitions: 2, leaseMilliseconds: 10_000)
+        let (first, _) = try cluster.worker("first", delayMilliseconds: 20, logLevel: "info")
+        let (second, _) = try cluster.worker("second", delayMilliseconds: 20, logLevel: "info")
+        // Both workers in the group before the records arrive: once both logged an assignment, the later one
+        // split the two partitions between them.
+        for worker in [first, second] {
+            _ = try await worker.errorLines.wait(for: "an assignment", timeout: .seconds(30)) { lines in
+                lines.contains { $0.contains("Partitions assigned") }
+            }
+        }
+        // An odd number of keys puts a key's two records on different partitions.
+        let keys = 201
+        // Each key twice, the same record on both partitions, as a producer that retried elsewhere would.
+        try await cluster.produce(keys * 2, partitions: 2, keys: keys, sameValuePerKey: true)
+        try await waitForKeys(keys, in: database)
+        // Records of the second partition may still be waiting for their keys: let them settle.
+        let group = "conveyor.ledger-table"
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while try await cluster.committed(partitions: 2, group: group).values.reduce(0, { $0 + ($1 ?? 0) }) < Int64(keys * 2),
+            clock.now < deadline
+        {
+            // The offsets are committed by other processes: look again shortly.
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let table = try await effects(database)
+        #expect(table.count == keys)
+        #expect(table.values.allSatisfy { $0 == 1 }, "keys with more than one effect: \(table.filter { $0.value != 1 })")
+        first.signal()
+        second.signal()
+        #expect(try await first.waitForExit() == 0)
+        #expect(try await second.waitForExit() == 0)
+        try await cluster.stop()
+        try await database.drop()
+    }
 }

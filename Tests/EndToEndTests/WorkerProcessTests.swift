@@ -58,12 +58,14 @@ final class Cluster: Sendable {
             """.write(toFile: self.config, atomically: true, encoding: .utf8)
     }
 
-    func worker(_ name: String, delayMilliseconds: Int = 1, trap: String? = nil) throws -> (ChildProcess, String) {
+    func worker(
+        _ name: String, delayMilliseconds: Int = 1, trap: String? = nil, logLevel: String = "warning"
+    ) throws -> (ChildProcess, String) {
         let path = self.directory + "/\(name).ledger"
         var environment = ["LEDGER_FILE": path, "LEDGER_DELAY_MS": "\(delayMilliseconds)"]
         environment["LEDGER_TRAP"] = trap
         let process = try ChildProcess(
-            ["run", "--config", self.config, "--log-level", "warning"],
+            ["run", "--config", self.config, "--log-level", logLevel],
             executable: "LedgerWorker",
             environment: environment
         )
@@ -86,15 +88,16 @@ final class Cluster: Sendable {
         return records
     }
 
-    /// Produces `count` records `v<index>` round-robin over `partitions`, keyed `k<index % keys>`.
-    func produce(_ count: Int, partitions: Int, keys: Int = 97) async throws {
+    /// Produces `count` records `v<index>` (`v<index % keys>` with `sameValuePerKey`) round-robin over
+    /// `partitions`, keyed `k<index % keys>`.
+    func produce(_ count: Int, partitions: Int, keys: Int = 97, sameValuePerKey: Bool = false) async throws {
         var logger = Logger(label: "e2e")
         logger.logLevel = .critical
         let producer = try KafkaProducer(configuration: try KafkaConfiguration(bootstrapServers: self.bootstrap), logger: logger)
         for index in 0..<count {
             let message = KafkaProducerMessage(
                 topic: "ledger", partition: Int32(index % partitions), key: Array("k\(index % keys)".utf8),
-                value: Array("v\(index)".utf8)
+                value: Array("v\(sameValuePerKey ? index % keys : index)".utf8)
             )
             try await producer.produce(message) { _ in }
         }
