@@ -174,6 +174,8 @@ actor PostgresConnectionSlot {
     private let logger: Logger
     private var connecting: Task<PostgresConnection, any Error>?
     private static let ids = Atomic<Int>(0)
+    /// How long one use of the connection (a batch, a purge, a query) may take.
+    static let deadline = Duration.seconds(15)
 
     init(configuration: PostgresConnection.Configuration, store: String, logger: Logger) {
         self.configuration = configuration
@@ -189,6 +191,13 @@ actor PostgresConnectionSlot {
         _ body: @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let connection = try await self.connection()
+        // A server that stops answering (a network that drops packets) would hold every claim of the process:
+        // past the deadline the connection is closed, which fails what waits on it.
+        let watchdog = Task {
+            try await Task.sleep(for: Self.deadline)
+            try? await connection.close()
+        }
+        defer { watchdog.cancel() }
         do {
             return try await body(connection)
         } catch {
