@@ -175,7 +175,9 @@ actor PostgresConnectionSlot {
     private var connecting: Task<PostgresConnection, any Error>?
     private static let ids = Atomic<Int>(0)
     /// How long one use of the connection (a batch, a purge, a query) may take.
-    static let deadline = Duration.seconds(15)
+    static let useDeadline = Duration.seconds(10)
+    /// How long opening a connection may take, login included (postgres-nio's connect timeout covers only TCP).
+    static let connectDeadline = Duration.seconds(10)
 
     init(configuration: PostgresConnection.Configuration, store: String, logger: Logger) {
         self.configuration = configuration
@@ -185,24 +187,32 @@ actor PostgresConnectionSlot {
 
     /// Runs `body` on the connection; an error that closed the connection lets the next call open a new one.
     ///
+    /// A server that stops answering (a network that drops packets, a session ended at a bad moment: postgres-nio
+    /// 1.33 can leave a query waiting forever when the server ends the session under it) would hold every claim
+    /// of the process: past ``useDeadline`` the connection is closed and the call fails, whether or not `body`
+    /// notices.
+    ///
     /// - Throws: ``ConveyorError/Code/idempotencyStore`` naming the store when it cannot be reached, or what
     ///   `body` threw.
     func withConnection<Result: Sendable>(
-        _ body: @Sendable (PostgresConnection) async throws -> Result
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let connection = try await self.connection()
-        // A server that stops answering (a network that drops packets) would hold every claim of the process:
-        // past the deadline the connection is closed, which fails what waits on it.
-        let watchdog = Task {
-            try await Task.sleep(for: Self.deadline)
-            try? await connection.close()
-        }
-        defer { watchdog.cancel() }
         do {
-            return try await body(connection)
+            return try await withDeadline(
+                Self.useDeadline,
+                expired: ConveyorError(
+                    .idempotencyStore, "idempotency store \(self.store): no answer within \(Self.useDeadline)", isRetryable: true
+                ),
+                onExpiry: { try? await connection.close() },
+                { try await body(connection) }
+            )
         } catch {
             if connection.isClosed {
                 self.connecting = nil
+                if let error = error as? ConveyorError, error.code == .idempotencyStore {
+                    throw error
+                }
                 throw ConveyorError(.idempotencyStore, "idempotency store \(self.store): connection lost: \(describe(error))", isRetryable: true)
             }
             throw error
@@ -215,9 +225,18 @@ actor PostgresConnectionSlot {
         }
         let configuration = self.configuration
         let logger = self.logger
+        let store = self.store
         let task = Task {
-            try await PostgresConnection.connect(
-                configuration: configuration, id: Self.ids.add(1, ordering: .relaxed).newValue, logger: logger
+            try await withDeadline(
+                Self.connectDeadline,
+                expired: PostgresSlotTimeout(what: "no login within \(Self.connectDeadline)"),
+                onExpiry: {},
+                {
+                    // Cancelled at the deadline, which closes the half-open connection.
+                    try await PostgresConnection.connect(
+                        configuration: configuration, id: Self.ids.add(1, ordering: .relaxed).newValue, logger: logger
+                    )
+                }
             )
         }
         self.connecting = task
@@ -227,7 +246,7 @@ actor PostgresConnectionSlot {
             if self.connecting == task {
                 self.connecting = nil
             }
-            throw ConveyorError(.idempotencyStore, "idempotency store \(self.store): cannot connect: \(describe(error))", isRetryable: true)
+            throw ConveyorError(.idempotencyStore, "idempotency store \(store): cannot connect: \(describe(error))", isRetryable: true)
         }
     }
 
@@ -237,6 +256,85 @@ actor PostgresConnectionSlot {
             try? await connection.close()
         }
         self.connecting = nil
+    }
+}
+
+/// A connection attempt that took too long.
+struct PostgresSlotTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { self.what }
+}
+
+/// Runs `operation` in a task of its own and returns its result, unless `deadline` passes first: then `onExpiry`
+/// runs (to make the operation fail, say by closing its connection), the operation's task is cancelled, and the
+/// call throws `expired` without waiting for the operation any longer.
+func withDeadline<Value: Sendable>(
+    _ deadline: Duration,
+    expired: @autoclosure @escaping @Sendable () -> any Error,
+    onExpiry: @escaping @Sendable () async -> Void,
+    _ operation: @escaping @Sendable () async throws -> Value
+) async throws -> Value {
+    let race = DeadlineRace<Value>()
+    return try await withCheckedThrowingContinuation { continuation in
+        race.start(continuation)
+        let work = Task {
+            let result: Result<Value, any Error>
+            do {
+                result = .success(try await operation())
+            } catch {
+                result = .failure(error)
+            }
+            race.finish(with: result)
+        }
+        race.watch(Task {
+            try await Task.sleep(for: deadline)
+            guard let continuation = race.expire() else { return }
+            await onExpiry()
+            work.cancel()
+            continuation.resume(throwing: expired())
+        })
+    }
+}
+
+/// Who resumes a ``withDeadline(_:expired:onExpiry:_:)`` call: the operation or the deadline, whichever comes first.
+private final class DeadlineRace<Value: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Value, any Error>?
+        var timer: Task<Void, any Error>?
+        var isFinished = false
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<Value, any Error>) {
+        self.state.withLock { $0.continuation = continuation }
+    }
+
+    /// Keeps the deadline's timer, to cancel it when the operation finishes first.
+    func watch(_ timer: Task<Void, any Error>) {
+        let finished = self.state.withLock { state in
+            state.timer = timer
+            return state.isFinished
+        }
+        if finished {
+            timer.cancel()
+        }
+    }
+
+    /// The operation finished: resumes the caller unless the deadline did, and stops the timer.
+    func finish(with result: Result<Value, any Error>) {
+        let (continuation, timer) = self.state.withLock { state in
+            state.isFinished = true
+            defer { state.continuation = nil }
+            return (state.continuation, state.timer)
+        }
+        timer?.cancel()
+        continuation?.resume(with: result)
+    }
+
+    /// The deadline passed: the continuation, unless the operation finished first.
+    func expire() -> CheckedContinuation<Value, any Error>? {
+        self.state.withLock { $0.continuation.take() }
     }
 }
 
