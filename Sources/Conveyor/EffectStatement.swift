@@ -1,9 +1,14 @@
 /// A value bound to a `?` placeholder of a statement, or read back from a query.
 public enum SQLValue: Sendable, Hashable {
+    /// SQL `NULL`.
     case null
+    /// A 64-bit integer.
     case integer(Int64)
+    /// A double-precision number.
     case real(Double)
+    /// Text.
     case text(String)
+    /// Bytes.
     case blob([UInt8])
 
     /// The value as an integer, if it is one (a real is truncated).

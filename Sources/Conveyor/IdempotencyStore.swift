@@ -12,12 +12,18 @@ public enum IdempotencyClaim: Sendable, Equatable {
 
 /// One claim of a batch (``IdempotencyStore/claim(_:)``).
 public struct ClaimRequest: Sendable {
+    /// The key, scoped by handler.
     public var key: String
+    /// The hash of the record's payload.
     public var payloadHash: String
+    /// The process claiming it.
     public var owner: String
+    /// How long the claim holds.
     public var lease: Duration
+    /// The time of the claim.
     public var now: Date
 
+    /// A claim of `key` for `owner` until `now + lease`.
     public init(key: String, payloadHash: String, owner: String, lease: Duration, now: Date) {
         self.key = key
         self.payloadHash = payloadHash
@@ -29,13 +35,20 @@ public struct ClaimRequest: Sendable {
 
 /// One completion of a batch (``IdempotencyStore/complete(_:)``), with the record's transactional effects.
 public struct CompletionRequest: Sendable {
+    /// The key, scoped by handler.
     public var key: String
+    /// The hash of the record's payload.
     public var payloadHash: String
+    /// The process that holds the claim.
     public var owner: String
+    /// How long the completed key is remembered.
     public var ttl: Duration
+    /// The time of the completion.
     public var now: Date
+    /// The record's transactional effect: statements that commit with the completion (none without one).
     public var effects: [EffectStatement]
 
+    /// A completion of `key` until `now + ttl`, with `effects`.
     public init(key: String, payloadHash: String, owner: String, ttl: Duration, now: Date, effects: [EffectStatement] = []) {
         self.key = key
         self.payloadHash = payloadHash
