@@ -367,6 +367,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         self.state.withLock { $0.runningProgress[key] = progress }
         var early = await self.claimAhead(run)
         var pending = PendingCompletions()
+        let completes = self.call.idempotency != nil
         for position in run.indices.indices {
             let ticket = run.tickets[position]
             let live = self.revocations.load(ordering: .acquiring) == revocations || self.mayStart(ticket)
@@ -403,9 +404,14 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         journalTopic = record.topic
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
-                    progress.begin(position)
+                    if completes {
+                        // Records may start before the ones ahead of them finish (their completions pending).
+                        progress.begin(position)
+                    }
                     do {
-                        let completion = try await self.call.start(record, attempt: attempt, early: early.removeValue(forKey: position))
+                        let completion = try await self.call.start(
+                            record, attempt: attempt, early: early.isEmpty ? nil : early.removeValue(forKey: position)
+                        )
                         self.journal.finish(lane: lane)
                         if let completion {
                             pending.add(
