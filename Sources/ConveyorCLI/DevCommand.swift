@@ -98,11 +98,13 @@ struct DevCommand: AsyncParsableCommand {
         timer.cancel()
         await producer.close()
         try await self.printSummary(supervisor, admin: admin, produced: produced.value)
-        let customers = try await OrderStatsHandler.customers(in: store)
-            .sorted { $0.value.totalCents > $1.value.totalCents }.prefix(5)
+        let model = try await OrderStatsHandler.customers(in: store)
         await store.close()
+        StandardOutput.write(
+            "order-stats: \(model.values.reduce(0) { $0 + $1.orders }) orders of \(model.count) customers in the read model\n"
+        )
         StandardOutput.write("order-stats, top customers by total:\n")
-        for (customer, stats) in customers {
+        for (customer, stats) in model.sorted(by: { $0.value.totalCents > $1.value.totalCents }).prefix(5) {
             StandardOutput.write("  \(customer): \(stats.orders) orders, \(Self.money(stats.totalCents))\n")
         }
         if !report.isClean {

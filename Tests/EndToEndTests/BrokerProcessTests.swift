@@ -150,6 +150,12 @@ struct DevProcessTests {
             #expect((handled ?? 0) > 100, "\(line)")
         }
         #expect(output.contains { $0.hasPrefix("order-stats, top customers") })
+        // The read model, written with each order's key completion, counts every order handled, once.
+        let counted = output.first { $0.hasPrefix("order-stats: ") }.flatMap { $0.split(separator: " ").dropFirst().first }
+            .flatMap { Int($0) }
+        let statsLine = try #require(handlers.first { $0.contains("order-stats") })
+        let statsHandled = statsLine.split(separator: " ").drop { $0 != "handled" }.dropFirst().first.flatMap { Int($0) }
+        #expect(counted != nil && counted == statsHandled, "read model \(String(describing: counted)), handled \(statsLine)")
         broker.signal()
         #expect(try await broker.waitForExit() == 0)
     }
