@@ -365,7 +365,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
         self.state.withLock { $0.runningProgress[key] = progress }
-        var early = await self.claimAhead(run)
+        // Under idempotency keys every record's key is read up front, so its Record is made once, here.
+        let records = self.call.idempotency != nil && run.indices.count > 1 ? run.indices.map { Record(run.batch[$0]) } : nil
+        var early = await self.claimAhead(records)
         var pending = PendingCompletions()
         let completes = self.call.idempotency != nil
         for position in run.indices.indices {
@@ -394,7 +396,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     pending.settle(through: position, progress)
                     continue
                 }
-                let record = Record(run.batch[index])
+                let record = records?[position] ?? Record(run.batch[index])
                 if !crashes.isEmpty, let count = self.crashCount(of: run.batch[index], in: crashes), count >= self.configuration.crashMax {
                     self.report(progress)
                     handled = await self.quarantine(run.batch[index], record: record, ticket: ticket, crashes: count)
@@ -453,10 +455,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     }
 
     /// Claims the keys of a run's records in one batch of the store (when the handler has idempotency keys).
-    private func claimAhead(_ run: LaneRun) async -> [Int: IdempotentCall.EarlyClaim] {
-        guard let idempotency = self.call.idempotency, run.indices.count > 1 else { return [:] }
-        let records = run.indices.enumerated().map { (position: $0.offset, record: Record(run.batch[$0.element])) }
-        return await idempotency.claimAhead(records, handler: self.handler)
+    private func claimAhead(_ records: [Record]?) async -> [Int: IdempotentCall.EarlyClaim] {
+        guard let idempotency = self.call.idempotency, let records else { return [:] }
+        return await idempotency.claimAhead(records.enumerated().map { (position: $0.offset, record: $0.element) }, handler: self.handler)
     }
 
     /// Writes the pending completions in one batch, hands the records whose completion failed to their retries,

@@ -36,7 +36,8 @@ enum IdempotencyError: ClassifiedError, CustomStringConvertible {
     case missingKey(String)
     /// The key completed before with another payload.
     case conflict(key: String)
-    /// Another process holds the key; the record waits and tries again (not an attempt).
+    /// Another process, or another record of this one, holds the key; the record waits and tries again (not an
+    /// attempt).
     case heldElsewhere(key: String, until: Date)
     /// The store cannot be reached; the record waits, its partition pauses (not an attempt; never dead-lettered).
     case storeUnavailable(any Error)
@@ -63,7 +64,7 @@ enum IdempotencyError: ClassifiedError, CustomStringConvertible {
         switch self {
         case .missingKey(let source): "no idempotency key (\(source))"
         case .conflict(let key): "idempotency key \(key) completed before with another payload"
-        case .heldElsewhere(let key, let until): "idempotency key \(key) is held by another process until \(until)"
+        case .heldElsewhere(let key, let until): "idempotency key \(key) is held by another record or process until \(until)"
         case .storeUnavailable(let error): "idempotency store unavailable: \(error)"
         case .claimLost(let key): "idempotency key \(key) was taken over by another process after this one's lease ended"
         }
@@ -99,6 +100,8 @@ struct IdempotentCall: Sendable {
     let owner: String
     /// Records acknowledged because their key had completed.
     let duplicates: DuplicateCounter
+    /// Keys whose records run in this process now, from claim to written completion.
+    let running = RunningKeys()
     let metrics: HandlerMetrics
 
     /// Runs `handler` for `record` unless its key completed before, and waits for the completion; `false` if it
@@ -116,7 +119,8 @@ struct IdempotentCall: Sendable {
     /// Writes completions (in one batch of the store): one result per request, with the errors a record's failure
     /// is made of.
     func complete(_ requests: [CompletionRequest]) async -> [Result<Void, any Error>] {
-        await self.store.complete(requests).enumerated().map { index, result in
+        defer { self.running.remove(requests.lazy.map(\.key)) }
+        return await self.store.complete(requests).enumerated().map { index, result in
             result.mapError { error in
                 switch error {
                 case let error as ConveyorError where error.code == .idempotencyClaimLost:
@@ -170,26 +174,36 @@ struct IdempotentCall: Sendable {
     func start(_ record: Record, context: HandlerContext, handler: any Handler, early: EarlyClaim?) async throws -> Outcome {
         let scoped: String
         let hash: String
+        if let early {
+            scoped = early.key
+            hash = early.payloadHash
+        } else {
+            guard let key = self.key(of: record, handler: handler) else {
+                if self.settings.required {
+                    throw IdempotencyError.missingKey("\(self.settings.key)")
+                }
+                try await handler.handle(record, context: context)
+                return .handled
+            }
+            scoped = "\(self.scope)/\(key)"
+            hash = Self.payloadHash(record.value)
+        }
+        // The store tells processes apart, not the records of one process: a second record of the key here (on
+        // another lane) waits until the first one's completion is written, then claims again.
+        guard self.running.insert(scoped) else {
+            throw IdempotencyError.heldElsewhere(key: scoped, until: Date())
+        }
+        var keepsRunning = false
+        defer {
+            if !keepsRunning { self.running.remove([scoped]) }
+        }
         let claim: IdempotencyClaim
         do {
             if let early {
-                scoped = early.key
-                hash = early.payloadHash
                 claim = try early.result.get()
             } else {
-                guard let key = self.key(of: record, handler: handler) else {
-                    if self.settings.required {
-                        throw IdempotencyError.missingKey("\(self.settings.key)")
-                    }
-                    try await handler.handle(record, context: context)
-                    return .handled
-                }
-                scoped = "\(self.scope)/\(key)"
-                hash = Self.payloadHash(record.value)
                 claim = try await self.store.claim(scoped, payloadHash: hash, owner: self.owner, lease: self.settings.lease, now: Date())
             }
-        } catch let error as IdempotencyError {
-            throw error
         } catch {
             throw IdempotencyError.storeUnavailable(error)
         }
@@ -212,6 +226,8 @@ struct IdempotentCall: Sendable {
                 try? await self.store.release(scoped, owner: self.owner)
                 throw error
             }
+            // Running until its completion is written (``complete(_:)``).
+            keepsRunning = true
             return .completing(CompletionRequest(
                 key: scoped, payloadHash: hash, owner: self.owner, ttl: self.settings.ttl, now: Date(), effects: held.effects
             ))
@@ -239,6 +255,24 @@ struct IdempotentCall: Sendable {
             second = (second ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
         }
         return String(first, radix: 16) + String(second, radix: 16)
+    }
+}
+
+/// The idempotency keys a handler's records hold in this process.
+final class RunningKeys: Sendable {
+    private let keys = Mutex(Set<String>())
+
+    /// Adds `key`; `false` if a record holds it already.
+    func insert(_ key: String) -> Bool {
+        self.keys.withLock { $0.insert(key).inserted }
+    }
+
+    func remove(_ keys: some Sequence<String>) {
+        self.keys.withLock { held in
+            for key in keys {
+                held.remove(key)
+            }
+        }
     }
 }
 

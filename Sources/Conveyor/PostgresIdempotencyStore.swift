@@ -100,7 +100,6 @@ public final class PostgresIdempotencyStore: IdempotencyStore, GroupCommitting {
     }
 
     public func prepare(schema: [String]) async throws {
-        guard !schema.isEmpty else { return }
         try await self.reader.withConnection { connection in
             for statement in schema {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)

@@ -166,7 +166,6 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     }
 
     public func prepare(schema: [String]) async throws {
-        guard !schema.isEmpty else { return }
         try await self.database.write { db in
             for statement in schema {
                 try db.execute(sql: statement)

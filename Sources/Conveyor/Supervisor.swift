@@ -158,6 +158,7 @@ public final class Supervisor: Sendable {
         }
         for settings in self.configuration.handlers {
             let schema = try self.registry.type(named: settings.name).storeSchema
+            guard !schema.isEmpty else { continue }
             do {
                 try await store.prepare(schema: schema)
             } catch {

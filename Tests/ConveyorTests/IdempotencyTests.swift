@@ -34,8 +34,12 @@ private struct EffectsD: EffectHandler { static let name = "effects-d" }
 private let running = AwaitableState((now: Set<String>(), overlapped: Set<String>()))
 
 /// Takes 100 ms per record, noting any key that runs twice at the same time.
-private struct SlowEffects: Handler {
-    static let name = "effects-slow"
+private protocol SlowEffectHandler: Handler {}
+
+private struct SlowEffects: SlowEffectHandler { static let name = "effects-slow" }
+private struct SlowEffectsOneOwner: SlowEffectHandler { static let name = "effects-slow-one-owner" }
+
+extension SlowEffectHandler {
     var topics: [String] { ["unused"] }
 
     func handle(_ record: Record, context: HandlerContext) async throws {
@@ -68,7 +72,8 @@ private struct TransactionalEffects: Handler {
 }
 
 private let registry = try! HandlerRegistry([
-    EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self, TransactionalEffects.self,
+    EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self, SlowEffectsOneOwner.self,
+    TransactionalEffects.self,
 ])
 
 private func configuration(_ kafka: EmbeddedKafka, topic: String, handler: String, idempotency: IdempotencySettings) -> RuntimeConfiguration {
@@ -333,10 +338,38 @@ struct IdempotencyRuntimeTests {
         for run in runs {
             #expect(try await run.value.isClean)
         }
-        let mine = effects.value.filter { $0.hasPrefix(SlowEffects.name) }
+        let mine = effects.value.filter { $0.hasPrefix(SlowEffects.name + ":") }
         #expect(mine.count == 20 && Set(mine).count == 20, "one effect per key over both owners: \(mine.count)")
         #expect(statistics.map(\.duplicatesSkipped).reduce(0, +) == 20, "the other owner skipped each key once")
         #expect(running.value.overlapped.isEmpty, "keys that ran concurrently: \(running.value.overlapped)")
+    }
+
+    @Test("One process gets a key on several lanes at once: never run concurrently, one effect per key")
+    func oneOwnerManyLanes() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-one-owner"
+        try kafka.createTopic(topic, partitions: 1)
+        // Three records per idempotency key, each with a Kafka key of its own: they go to different lanes.
+        try await produce(
+            (0..<30).map { KafkaProducerMessage(topic: topic, key: Array("k\($0)".utf8), value: Array("same".utf8),
+                                                headers: [KafkaHeader(name: "idempotency-key", string: "lanes-\($0 % 10)")]) },
+            to: kafka
+        )
+        var configuration = configuration(kafka, topic: topic, handler: SlowEffectsOneOwner.name, idempotency: IdempotencySettings())
+        configuration.idempotencyStore = "sqlite://" + NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString).db"
+        let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
+        let run = Task { try await supervisor.run(signals: []) }
+        let settled = await eventually(timeout: .seconds(60)) {
+            supervisor.statistics.first.map { $0.inFlight == 0 && $0.handled + $0.duplicatesSkipped == 30 } ?? false
+        }
+        #expect(settled, "every record finished")
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        let mine = effects.value.filter { $0.hasPrefix(SlowEffectsOneOwner.name + ":") }
+        #expect(mine.count == 10 && Set(mine).count == 10, "one effect per key: \(mine.count)")
+        #expect(statistics.duplicatesSkipped == 20)
+        #expect(!running.value.overlapped.contains { $0.hasPrefix("lanes-") }, "keys that ran concurrently: \(running.value.overlapped)")
     }
 
     @Test("A handler that requires keys dead-letters a record without one")
