@@ -318,16 +318,24 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         }
     }
 
-    /// Pauses what must not fetch now and resumes the rest. Every assigned partition pauses while the process's
-    /// in-flight budget is spent, the flood guard tripped or the handler stops; otherwise only the partitions
+    /// Pauses what must not fetch now and resumes the rest. Reading holds while the process's in-flight budget
+    /// was spent for less than ``ProcessBudget/holdLimit``. Every assigned partition pauses while the budget is
+    /// spent for longer, the flood guard tripped or the handler stops; otherwise only the partitions
     /// with a record waiting for a failing write or an unreachable store, and retry-topic partitions held until
     /// their first record is due. Every pause of this consumer is decided here, so no reason can resume a
     /// partition another one keeps paused. Poll thread only.
     private func reconcilePauses(_ control: KafkaConsumerControl) {
         let assignment = control.assignment
         let (stopping, held) = self.state.withLock { ($0.isShuttingDown, Set($0.heldUntilDue.keys)) }
+        // A spent budget holds reading at first, and pauses every partition only if it stays spent.
+        let hold = stopping ? nil : self.budget.holdDeadline(now: .now)
+        if let hold {
+            control.hold(until: hold)
+        } else {
+            control.endHold()
+        }
         let wanted =
-            stopping || self.budget.isPaused || self.failures.isFloodGuardTripped
+            stopping || (self.budget.isPaused && hold == nil) || self.failures.isFloodGuardTripped
             ? assignment : assignment.intersection(held.union(self.failures.partitionsBlockedByWrites))
         let toPause = wanted.subtracting(control.paused)
         let toResume = control.paused.subtracting(wanted)
@@ -693,6 +701,10 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     func consumer(_ control: KafkaConsumerControl, didLose partitions: [TopicPartition]) {
         self.release(partitions, reason: "lost")
         self.logger.warning("Partitions lost", metadata: ["partitions": "\(partitions.map(\.description))"])
+    }
+
+    func consumerHoldDidExpire(_ control: KafkaConsumerControl) {
+        self.reconcilePauses(control)
     }
 
     func consumer(_ control: KafkaConsumerControl, didFail error: KafkaError) {

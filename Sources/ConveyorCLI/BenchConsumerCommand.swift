@@ -110,7 +110,8 @@ struct BenchConsumerCommand: AsyncParsableCommand {
                 let positions = (0..<Int32(partitions)).map { TopicPartition(self.topic, $0) }
                 group.addTask { try await Self.watch(supervisor, group: self.group, committing: target, of: positions, admin: admin) }
             } else {
-                group.addTask { try await Self.watch(supervisor, until: target) }
+                BenchProgress.handled.expect(target)
+                group.addTask { await BenchProgress.handled.finished() }
             }
             // The first to finish is the target (or a failed run, whose error is thrown here).
             let first = try await group.next()!
@@ -124,26 +125,9 @@ struct BenchConsumerCommand: AsyncParsableCommand {
         }
     }
 
-    /// Reads the runtime's own count of handled records every millisecond (so that the handlers stay empty) and
-    /// returns the count and the time from the first reading above zero to the first at or above `target`.
-    private static func watch(_ supervisor: Supervisor, until target: Int) async throws -> (Int, Duration) {
-        let clock = ContinuousClock()
-        var start: ContinuousClock.Instant?
-        while true {
-            try await Task.sleep(for: .milliseconds(1))
-            let handled = supervisor.statistics.reduce(0) { $0 + $1.handled }
-            let now = clock.now
-            if handled > 0, start == nil {
-                start = now
-            }
-            if handled >= target, let start {
-                return (handled, now - start)
-            }
-        }
-    }
-
-    /// Like ``watch(_:until:)``, but for a group of processes: returns this process's count and the time from its
-    /// first handled record to the moment the group's committed offsets add up to `target` (read every 50 ms).
+    /// For a group of processes: returns this process's count of handled records (by the runtime's statistics,
+    /// read every millisecond) and the time from its first one to the moment the group's committed offsets add up
+    /// to `target` (read every 50 ms).
     private static func watch(
         _ supervisor: Supervisor, group: String, committing target: Int, of partitions: [TopicPartition], admin: KafkaAdmin
     ) async throws -> (Int, Duration) {

@@ -3,6 +3,9 @@ import Synchronization
 
 /// Progress of a benchmark consumer: records read, and when the first and the target one arrived.
 final class BenchProgress: Sendable {
+    /// The records the runtime modes' handlers ran for, in this process (its target is set by the run).
+    static let handled = BenchProgress()
+
     private struct Times {
         var start: ContinuousClock.Instant?
         var end: ContinuousClock.Instant?
@@ -15,6 +18,11 @@ final class BenchProgress: Sendable {
 
     init(target: Int = .max) {
         self.target = Atomic(target)
+    }
+
+    /// Sets the count at which ``finished()`` returns.
+    func expect(_ target: Int) {
+        self.target.store(target, ordering: .relaxed)
     }
 
     /// Counts `records` more.
@@ -52,14 +60,16 @@ final class BenchProgress: Sendable {
     }
 }
 
-/// W1: a handler that does nothing.
+/// W1: a handler that does nothing but count the record (as the raw baseline counts its records).
 struct BenchNoopHandler: Handler {
     static let name = "bench-noop"
     /// Like the raw baseline, it reads keys and values only.
     static let readsHeaders = false
     let topics = ["bench"]
 
-    func handle(_ record: Record, context: HandlerContext) async throws {}
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        BenchProgress.handled.add(1)
+    }
 }
 
 /// W2: a handler that waits 1 ms, like a call to another service.
@@ -69,5 +79,6 @@ struct BenchIOHandler: Handler {
 
     func handle(_ record: Record, context: HandlerContext) async throws {
         try await Task.sleep(for: .milliseconds(1))
+        BenchProgress.handled.add(1)
     }
 }

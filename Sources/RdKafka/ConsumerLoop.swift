@@ -1,4 +1,5 @@
 internal import CRdKafka
+import Dispatch
 import Logging
 import Synchronization
 
@@ -18,12 +19,16 @@ final class ConsumerLoop: @unchecked Sendable {
         var commands: [Command] = []
         /// The consumer queue, kept only to wake the poll thread; `nil` once the loop stopped taking commands.
         var wakeQueue: OpaquePointer?
+        /// Whether the poll thread waits on ``ConsumerLoop/holdWake`` (a hold) rather than in librdkafka.
+        var isHolding = false
     }
 
     let client: KafkaClient
     let delegate: any KafkaConsumerDelegate
     let logger: Logger
     let mailbox: Mutex<Mailbox>
+    /// Signalled when a command arrives while the poll thread holds.
+    private let holdWake = DispatchSemaphore(value: 0)
     private let batchSize: Int
     private let readsHeaders: Bool
 
@@ -40,6 +45,8 @@ final class ConsumerLoop: @unchecked Sendable {
     private var lastFullBatch: ContinuousClock.Instant?
     /// Where the next fetcher wake-up starts in the assignment.
     private var wakeCursor = 0
+    /// Until when the loop reads no records (see ``hold(until:)``).
+    private var holdDeadline: ContinuousClock.Instant?
     private var isClosed = false
 
     init(client: KafkaClient, delegate: any KafkaConsumerDelegate, logger: Logger) {
@@ -61,6 +68,10 @@ final class ConsumerLoop: @unchecked Sendable {
             guard let queue = mailbox.wakeQueue else { return false }
             mailbox.commands.append(command)
             rd_kafka_queue_yield(queue)
+            if mailbox.isHolding {
+                mailbox.isHolding = false
+                self.holdWake.signal()
+            }
             return true
         }
     }
@@ -82,8 +93,47 @@ final class ConsumerLoop: @unchecked Sendable {
         while !self.isClosed {
             self.runCommands()
             guard !self.isClosed else { break }
+            if self.waitWhileHeld() {
+                continue
+            }
             self.pollBatch()
         }
+    }
+
+    /// Reads no records until `deadline` (or until ``endHold()``), while commands still run: the records stay in
+    /// librdkafka's prefetch queue, whose bound stops the fetchers. Unlike pausing partitions, which makes
+    /// librdkafka 2.0.2 drop what it prefetched for them and fetch it again after the resume (a stall of up to a
+    /// second), a hold costs nothing when it ends; but rebalances wait for it, so keep it short.
+    func hold(until deadline: ContinuousClock.Instant) {
+        self.holdDeadline = deadline
+    }
+
+    /// Ends a hold: records are read again.
+    func endHold() {
+        self.holdDeadline = nil
+    }
+
+    /// Waits while a hold lasts, waking for commands; tells the delegate when a hold ran out. Returns whether the
+    /// loop held (it then runs its commands before reading records).
+    private func waitWhileHeld() -> Bool {
+        guard let deadline = self.holdDeadline else { return false }
+        let now = ContinuousClock.now
+        guard now < deadline else {
+            self.holdDeadline = nil
+            self.delegate.consumerHoldDidExpire(KafkaConsumerControl(loop: self))
+            return true
+        }
+        let sleeps = self.mailbox.withLock { mailbox in
+            guard mailbox.commands.isEmpty else { return false }
+            mailbox.isHolding = true
+            return true
+        }
+        guard sleeps else { return true }
+        let (seconds, attoseconds) = (deadline - now).components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        _ = self.holdWake.wait(timeout: .now() + .nanoseconds(nanoseconds))
+        self.mailbox.withLock { $0.isHolding = false }
+        return true
     }
 
     private func pollBatch() {

@@ -28,6 +28,20 @@ public struct KafkaConsumerControl {
         try self.loop.resume(partitions)
     }
 
+    /// Reads no records until `deadline` or until ``endHold()``; operations sent to the consumer still run, and
+    /// the delegate hears ``KafkaConsumerDelegate/consumerHoldDidExpire(_:)`` if the deadline passes. Records
+    /// keep arriving in librdkafka's prefetch queue until its bound (`queued.max.messages.kbytes`,
+    /// `queued.min.messages`) stops the fetchers, and nothing fetched is dropped, unlike with ``pause(_:)``.
+    /// Rebalances wait for the hold to end: keep it short (a second or so).
+    public func hold(until deadline: ContinuousClock.Instant) {
+        self.loop.hold(until: deadline)
+    }
+
+    /// Ends a hold (see ``hold(until:)``); nothing happens if there is none.
+    public func endHold() {
+        self.loop.endHold()
+    }
+
     /// Makes the next records of each partition come from the given offset (the next fetch starts there).
     /// Pause a partition before seeking it back, or records fetched meanwhile may arrive before the seek applies.
     ///

@@ -21,6 +21,9 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
 
     /// A non-fatal error: the consumer keeps running and librdkafka retries by itself.
     func consumer(_ control: KafkaConsumerControl, didFail error: KafkaError)
+    /// A hold (``KafkaConsumerControl/hold(until:)``) reached its deadline; records are read again unless the
+    /// delegate holds again here.
+    func consumerHoldDidExpire(_ control: KafkaConsumerControl)
 }
 
 extension KafkaConsumerDelegate {
@@ -32,4 +35,6 @@ extension KafkaConsumerDelegate {
     public func consumer(_ control: KafkaConsumerControl, didLose partitions: [TopicPartition]) {}
     /// Does nothing.
     public func consumer(_ control: KafkaConsumerControl, didFail error: KafkaError) {}
+    /// Does nothing.
+    public func consumerHoldDidExpire(_ control: KafkaConsumerControl) {}
 }
