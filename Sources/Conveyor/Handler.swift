@@ -30,7 +30,7 @@ public protocol Handler: Sendable {
     static var readsHeaders: Bool { get }
 
     /// Handles one record. Called on Conveyor's worker pool; may suspend.
-    func handle(_ record: Record, context: HandlerContext) async throws
+    nonisolated(nonsending) func handle(_ record: Record, context: HandlerContext) async throws
 
     /// The record's idempotency key, when the handler is configured with `idempotency.key: handler`. Default `nil`.
     func idempotencyKey(for record: Record) -> String?

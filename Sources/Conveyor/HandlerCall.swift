@@ -14,7 +14,7 @@ struct HandlerCall: Sendable {
     /// Runs the handler once for a record of a lane, without writing its idempotency key's completion: the
     /// completion to write, if any (the record is finished once it is written). `early` is the key's claim if it
     /// was made ahead (``IdempotentCall/claimAhead(_:handler:)``).
-    func start(_ record: Record, attempt: Int, early: IdempotentCall.EarlyClaim?) async throws -> CompletionRequest? {
+    nonisolated(nonsending) func start(_ record: Record, attempt: Int, early: IdempotentCall.EarlyClaim?) async throws -> CompletionRequest? {
         let context = self.context(for: record, attempt: attempt)
         guard let idempotency = self.idempotency else {
             try await self.handler.handle(record, context: context)

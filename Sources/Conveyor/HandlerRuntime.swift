@@ -243,14 +243,21 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             }
             state.inFlight += count
         }
-        var runs = [LaneRun](repeating: LaneRun(batch: records), count: self.pool.concurrency)
+        // Lanes first, then each run's arrays at their final size: no reallocation while appending.
+        var laneOf = [Int](repeating: -1, count: records.count)
+        var sizes = [Int](repeating: 0, count: self.pool.concurrency)
         self.lanes.withLock { assignment in
-            for index in records.indices {
-                guard let ticket = tickets[index] else { continue }
+            for index in records.indices where tickets[index] != nil {
                 let lane = assignment.lane(for: records[index])
-                runs[lane].indices.append(index)
-                runs[lane].tickets.append(ticket)
+                laneOf[index] = lane
+                sizes[lane] += 1
             }
+        }
+        var runs = sizes.map { LaneRun(batch: records, capacity: $0) }
+        for index in records.indices {
+            guard let ticket = tickets[index] else { continue }
+            runs[laneOf[index]].indices.append(index)
+            runs[laneOf[index]].tickets.append(ticket)
         }
         let mustPause = self.budget.add(records: count, bytes: bytes)
         // Revocations happen on this thread too, so this is the count the records were dispatched under.

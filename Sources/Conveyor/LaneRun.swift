@@ -10,6 +10,13 @@ struct LaneRun: Sendable {
     var indices: [Int] = []
     /// Their tickets from the offset tracker.
     var tickets: [OffsetTracker.Ticket] = []
+
+    /// An empty run of `batch` with room for `capacity` records.
+    init(batch: [KafkaRecord], capacity: Int) {
+        self.batch = batch
+        self.indices.reserveCapacity(capacity)
+        self.tickets.reserveCapacity(capacity)
+    }
 }
 
 /// How far a worker got through a ``LaneRun``, and what of it was reported to the runtime.
