@@ -1,10 +1,18 @@
 /// One call of a handler for a record: its context, under the record's idempotency key when the handler has them.
 /// The lanes, the retries and the records queued behind a retried key all call the handler through it.
-struct HandlerCall: Sendable {
+///
+/// A class: a lane keeps one reference across a handler call instead of copying every part.
+final class HandlerCall: Sendable {
     let handler: any Handler
     let environment: HandlerEnvironment
     /// The handler's idempotency keys, if it has them.
     let idempotency: IdempotentCall?
+
+    init(handler: any Handler, environment: HandlerEnvironment, idempotency: IdempotentCall?) {
+        self.handler = handler
+        self.environment = environment
+        self.idempotency = idempotency
+    }
 
     /// The context of attempt `attempt` of `record`.
     func context(for record: Record, attempt: Int) -> HandlerContext {
