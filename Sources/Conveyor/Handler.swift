@@ -29,7 +29,9 @@ public protocol Handler: Sendable {
     /// for records without any. Its records then have no headers.
     static var readsHeaders: Bool { get }
 
-    /// Handles one record. Called on Conveyor's worker pool; may suspend.
+    /// Handles one record. Called on Conveyor's worker pool; may suspend. The requirement runs on its caller's
+    /// executor (`nonisolated(nonsending)`), which saves the runtime executor switches per record; implement it as
+    /// a plain `func handle(_:context:) async throws`, which runs on the worker pool all the same.
     nonisolated(nonsending) func handle(_ record: Record, context: HandlerContext) async throws
 
     /// The record's idempotency key, when the handler is configured with `idempotency.key: handler`. Default `nil`.

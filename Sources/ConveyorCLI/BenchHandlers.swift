@@ -67,7 +67,7 @@ struct BenchNoopHandler: Handler {
     static let readsHeaders = false
     let topics = ["bench"]
 
-    nonisolated(nonsending) func handle(_ record: Record, context: HandlerContext) async throws {
+    func handle(_ record: Record, context: HandlerContext) async throws {
         BenchProgress.handled.add(1)
     }
 }
