@@ -31,8 +31,6 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var failedAttempts = 0
         var deadLettered = 0
         var skipped = 0
-        /// The lane runs in progress.
-        var runningProgress: [ObjectIdentifier: LaneRunProgress] = [:]
     }
 
     let handler: any Handler
@@ -43,6 +41,9 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private let producer: KafkaProducer
     private let logger: Logger
     private let state = Mutex(State())
+    /// The lane runs in progress. Apart from ``state``, whose lock the poll thread holds while it dispatches a
+    /// batch: lanes register their runs without waiting for it. Taken before ``state`` when both are needed.
+    private let runningProgress = Mutex<[ObjectIdentifier: LaneRunProgress]>([:])
     /// The lane of each record; used by the poll thread only, so never contended.
     private let lanes: Mutex<LaneAssignment>
     private let call: HandlerCall
@@ -379,7 +380,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var journalTopic: String?
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
-        self.state.withLock { $0.runningProgress[key] = progress }
+        self.runningProgress.withLock { $0[key] = progress }
         // Under idempotency keys every record's key is read up front, so its Record is made once, here.
         let records = self.call.idempotency != nil && run.indices.count > 1 ? run.indices.map { Record(run.batch[$0]) } : nil
         var early = await self.claimAhead(records)
@@ -465,7 +466,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             // Claimed ahead for records that did not run: their partitions went away.
             await self.call.idempotency?.release(early.values)
         }
-        self.state.withLock { $0.runningProgress[key] = nil }
+        self.runningProgress.withLock { $0[key] = nil }
         self.report(progress)
     }
 
@@ -500,7 +501,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
 
     /// Reports the finished records of runs still in progress (their workers may be in a long handler call).
     private func collectCompletions() {
-        let runs = self.state.withLock { Array($0.runningProgress.values) }
+        let runs = self.runningProgress.withLock { Array($0.values) }
         for progress in runs {
             self.report(progress)
         }
@@ -551,14 +552,16 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// Stops records of `partitions` (all, if `nil`) from starting, except those needed to complete the prefix
     /// of work already started (see ``OffsetTracker/beginRevoke(_:started:)``), and tells the workers to check.
     private func stopStarting(_ partitions: [TopicPartition]?) {
-        self.state.withLock { state in
+        self.runningProgress.withLock { running in
             var started: [OffsetTracker.Epoch: Int] = [:]
-            for progress in state.runningProgress.values {
+            for progress in running.values {
                 for ticket in progress.startedTickets {
                     started[ticket.epoch] = max(started[ticket.epoch] ?? -1, ticket.sequence)
                 }
             }
-            state.tracker.beginRevoke(partitions ?? state.tracker.assigned, started: started)
+            self.state.withLock { state in
+                state.tracker.beginRevoke(partitions ?? state.tracker.assigned, started: started)
+            }
         }
         self.revocations.add(1, ordering: .releasing)
     }
