@@ -228,21 +228,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     func consumer(_ control: KafkaConsumerControl, didReceive records: [KafkaRecord]) {
         // Only the tracker needs the lock; lanes are chosen outside it, so that workers finishing records wait
         // as little as possible.
+        let notDue = self.retryTopicNames.isEmpty ? [] : self.holdRecordsNotDue(records, control: control)
         var count = 0
         var bytes = 0
-        var tickets = [OffsetTracker.Ticket?](repeating: nil, count: records.count)
-        let notDue = self.retryTopicNames.isEmpty ? [] : self.holdRecordsNotDue(records, control: control)
-        self.state.withLock { state in
-            for index in records.indices where !notDue.contains(index) {
-                tickets[index] = state.tracker.dispatch(
-                    topic: records[index].topic, partition: records[index].partition, offset: records[index].offset
-                )
-                if tickets[index] != nil {
-                    count += 1
-                    bytes += records[index].byteCount
-                }
+        let tickets = self.state.withLock { state in
+            let tickets = state.tracker.dispatch(records, excluding: notDue)
+            for index in records.indices where tickets[index] != nil {
+                count += 1
+                bytes += records[index].byteCount
             }
             state.inFlight += count
+            return tickets
         }
         // Lanes first, then each run's arrays at their final size: no reallocation while appending.
         var laneOf = [Int](repeating: -1, count: records.count)

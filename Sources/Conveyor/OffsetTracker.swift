@@ -69,6 +69,24 @@ final class OffsetTracker {
             return Ticket(epoch: self.epoch, sequence: self.base + self.offsets.count - 1)
         }
 
+        /// ``dispatch(_:)`` for the records at `positions` of a batch, all of this partition and in offset order,
+        /// writing their tickets to the same positions of `tickets`. The partition's arrays are touched once per
+        /// run, not once per record.
+        func dispatch(_ positions: some Sequence<Int>, of records: [KafkaRecord], into tickets: inout [Ticket?]) {
+            guard self.startCutoff == nil else { return }
+            var last = self.offsets.last ?? self.committable.map { $0 - 1 } ?? .min
+            let first = self.base + self.offsets.count
+            var accepted: [Int64] = []
+            for position in positions where records[position].offset > last {
+                last = records[position].offset
+                tickets[position] = Ticket(epoch: self.epoch, sequence: first + accepted.count)
+                accepted.append(last)
+            }
+            self.offsets.append(contentsOf: accepted)
+            self.outcomes.append(contentsOf: repeatElement(.pending, count: accepted.count))
+            self.pending += accepted.count
+        }
+
         func settle(_ ticket: Ticket, as outcome: Outcome) -> Bool {
             let index = ticket.sequence - self.base
             guard ticket.epoch == self.epoch, index >= self.head, index < self.offsets.count,
@@ -184,6 +202,32 @@ final class OffsetTracker {
     /// redelivery of a record already in hand).
     func dispatch(topic: String, partition: Int32, offset: Int64) -> Ticket? {
         self.partition(topic: topic, partition: partition)?.dispatch(offset)
+    }
+
+    /// ``dispatch(topic:partition:offset:)`` for every record of a poll batch except those at the positions in
+    /// `excluded`: the tickets by position (`nil` for a record that must not run or was excluded). A run of records
+    /// of one partition costs one lookup.
+    func dispatch(_ records: [KafkaRecord], excluding excluded: Set<Int> = []) -> [Ticket?] {
+        var tickets = [Ticket?](repeating: nil, count: records.count)
+        var start = records.startIndex
+        while start < records.endIndex {
+            var end = start + 1
+            while end < records.endIndex, records[end].partition == records[start].partition,
+                records[end].topic == records[start].topic
+            {
+                end += 1
+            }
+            if let partition = self.partition(topic: records[start].topic, partition: records[start].partition) {
+                let positions = start..<end
+                if excluded.isEmpty {
+                    partition.dispatch(positions, of: records, into: &tickets)
+                } else {
+                    partition.dispatch(positions.lazy.filter { !excluded.contains($0) }, of: records, into: &tickets)
+                }
+            }
+            start = end
+        }
+        return tickets
     }
 
     /// See ``dispatch(topic:partition:offset:)``.

@@ -147,13 +147,18 @@ final class ConsumerLoop: @unchecked Sendable {
             first = rd_kafka_consumer_poll(self.client.pointer, 100)
         }
         guard let first else { return }
-        self.pending.append(first)
-        while self.pending.count < self.batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
-            self.pending.append(next)
+        // Filled in a local array: a stored property would be checked for exclusive access on every append.
+        var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+        swap(&pending, &self.pending)
+        pending.append(first)
+        let batchSize = self.batchSize
+        while pending.count < batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
+            pending.append(next)
         }
-        if self.pending.count == self.batchSize || self.pending.reduce(0, { $0 + $1.pointee.len }) >= 1 << 20 {
+        if pending.count == batchSize || pending.reduce(0, { $0 + $1.pointee.len }) >= 1 << 20 {
             self.lastFullBatch = ContinuousClock.now
         }
+        swap(&pending, &self.pending)
         let records = self.takeRecords()
         if !records.isEmpty {
             self.delegate.consumer(KafkaConsumerControl(loop: self), didReceive: records)
