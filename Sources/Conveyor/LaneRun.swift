@@ -1,20 +1,18 @@
 import RdKafka
 import Synchronization
 
-/// The records of one poll batch that go to one lane: positions in the batch and their tickets. The batch is
-/// shared by every lane's run, so that dispatching costs no per-record copy on the poll thread.
+/// The records of one poll batch that go to one lane, in the order the lane runs them, with their tickets. Each
+/// run holds its own records side by side, so that a lane reads them in sequence rather than picking them out of
+/// the whole batch.
 struct LaneRun: Sendable {
-    /// The whole poll batch.
-    let batch: [KafkaRecord]
-    /// Positions in `batch` of this run's records, in offset order per partition.
-    var indices: [Int] = []
+    /// The run's records, in offset order per partition.
+    var records: [KafkaRecord] = []
     /// Their tickets from the offset tracker.
     var tickets: [OffsetTracker.Ticket] = []
 
-    /// An empty run of `batch` with room for `capacity` records.
-    init(batch: [KafkaRecord], capacity: Int) {
-        self.batch = batch
-        self.indices.reserveCapacity(capacity)
+    /// An empty run with room for `capacity` records.
+    init(capacity: Int) {
+        self.records.reserveCapacity(capacity)
         self.tickets.reserveCapacity(capacity)
     }
 }
@@ -106,22 +104,21 @@ final class LaneRunProgress: Sendable {
         var report = Report()
         report.finished.reserveCapacity(range.count)
         for position in range {
-            let record = self.run.batch[self.run.indices[position]]
             switch special[position] {
             case .none:
                 report.finished.append(self.run.tickets[position])
             case .unhandled:
                 report.skipped.append(self.run.tickets[position])
-                report.bytes += record.byteCount
+                report.bytes += self.run.records[position].byteCount
                 continue
             case .handedOff:
                 continue
             }
-            report.bytes += record.byteCount
-            if let last = report.attemptedByTopic.last, last.0 == record.topic {
+            report.bytes += self.run.records[position].byteCount
+            if let last = report.attemptedByTopic.last, last.0 == self.run.records[position].topic {
                 report.attemptedByTopic[report.attemptedByTopic.count - 1].1 += 1
             } else {
-                report.attemptedByTopic.append((record.topic, 1))
+                report.attemptedByTopic.append((self.run.records[position].topic, 1))
             }
         }
         return report

@@ -213,7 +213,7 @@ final class OffsetTracker {
         while start < records.endIndex {
             var end = start + 1
             while end < records.endIndex, records[end].partition == records[start].partition,
-                records[end].topic == records[start].topic
+                records[end].hasSameTopic(as: records[start])
             {
                 end += 1
             }

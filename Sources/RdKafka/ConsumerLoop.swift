@@ -186,6 +186,10 @@ final class ConsumerLoop: @unchecked Sendable {
         var slots: [KafkaBatchStorage.RecordSlot] = []
         slots.reserveCapacity(messages.count)
         var headers: [KafkaHeader] = []
+        // Batches are mostly of one topic: its name is looked up once per change, not once per record.
+        var topics: [String] = []
+        var topicHandles: [OpaquePointer?] = []
+        var topic = -1
         let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
             let base = UnsafeMutableRawBufferPointer(buffer)
             var end = 0
@@ -202,44 +206,42 @@ final class ConsumerLoop: @unchecked Sendable {
                 if self.readsHeaders {
                     Self.appendHeaders(of: message, to: &headers)
                 }
-                slots.append(.init(key: key, value: value, headers: firstHeader..<headers.count))
+                if topic < 0 || topicHandles[topic] != message.pointee.rkt {
+                    if let known = topicHandles.firstIndex(of: message.pointee.rkt) {
+                        topic = known
+                    } else {
+                        topicHandles.append(message.pointee.rkt)
+                        topics.append(self.topicName(message.pointee.rkt))
+                        topic = topics.count - 1
+                    }
+                }
+                var kind = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+                let milliseconds = rd_kafka_message_timestamp(message, &kind)
+                let timestamp: KafkaTimestamp? =
+                    switch kind {
+                    case RD_KAFKA_TIMESTAMP_CREATE_TIME:
+                        KafkaTimestamp(kind: .createTime, millisecondsSinceEpoch: milliseconds)
+                    case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME:
+                        KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
+                    default: nil
+                    }
+                slots.append(.init(
+                    key: key, value: value, headers: firstHeader..<headers.count,
+                    topic: topic, timestamp: timestamp
+                ))
             }
             initialized = end
         }
-        let storage = KafkaBatchStorage(bytes: bytes, headers: headers)
+        let storage = KafkaBatchStorage(bytes: bytes, headers: headers, topics: topics, slots: slots)
         var records: [KafkaRecord] = []
         records.reserveCapacity(slots.count)
         var index = 0
-        // Batches are mostly of one topic: look its name up once per change, not once per record.
-        var topicHandle: OpaquePointer?
-        var topic = ""
         for message in messages {
             guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
                 self.report(message)
                 continue
             }
-            var kind = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-            let milliseconds = rd_kafka_message_timestamp(message, &kind)
-            let timestamp: KafkaTimestamp? =
-                switch kind {
-                case RD_KAFKA_TIMESTAMP_CREATE_TIME:
-                    KafkaTimestamp(kind: .createTime, millisecondsSinceEpoch: milliseconds)
-                case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME:
-                    KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
-                default: nil
-                }
-            if message.pointee.rkt != topicHandle {
-                topicHandle = message.pointee.rkt
-                topic = self.topicName(topicHandle)
-            }
-            records.append(KafkaRecord(
-                topic: topic,
-                partition: message.pointee.partition,
-                offset: message.pointee.offset,
-                timestamp: timestamp,
-                storage: storage,
-                slot: slots[index]
-            ))
+            records.append(KafkaRecord(partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index))
             index += 1
         }
         return records

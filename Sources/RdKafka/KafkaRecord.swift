@@ -41,36 +41,37 @@ public struct KafkaTimestamp: Hashable, Sendable {
 
 /// A record read from Kafka.
 ///
-/// Records of one poll batch share one buffer, so that handing a record over costs no allocation per record;
-/// ``key`` and ``value`` are views into that buffer.
+/// Records of one poll batch share one storage, so that handing a record over costs no allocation per record;
+/// ``key`` and ``value`` are views into its buffer. A record itself is small (its partition, offset, and where
+/// the rest lives), so that the runtime copies it cheaply from the poll thread to a worker.
 public struct KafkaRecord: Sendable {
-    /// The topic the record was read from.
-    public let topic: String
     /// The partition the record was read from.
     public let partition: Int32
+    /// The record's position in its batch's storage.
+    let index: Int32
     /// The record's offset in its partition.
     public let offset: Int64
-    /// The record's timestamp, when it has one.
-    public let timestamp: KafkaTimestamp?
-
     let storage: KafkaBatchStorage
-    let slot: KafkaBatchStorage.RecordSlot
 
-    init(
-        topic: String,
-        partition: Int32,
-        offset: Int64,
-        timestamp: KafkaTimestamp?,
-        storage: KafkaBatchStorage,
-        slot: KafkaBatchStorage.RecordSlot
-    ) {
-        self.topic = topic
+    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int) {
         self.partition = partition
+        self.index = Int32(index)
         self.offset = offset
-        self.timestamp = timestamp
         self.storage = storage
-        self.slot = slot
     }
+
+    private var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }
+
+    /// The topic the record was read from.
+    public var topic: String { self.storage.topics[self.slot.topic] }
+
+    /// Whether `other` was read from the same topic (cheaper than comparing ``topic``s within one batch).
+    public func hasSameTopic(as other: KafkaRecord) -> Bool {
+        self.storage === other.storage ? self.slot.topic == other.slot.topic : self.topic == other.topic
+    }
+
+    /// The record's timestamp, when it has one.
+    public var timestamp: KafkaTimestamp? { self.slot.timestamp }
 
     /// The record's partition.
     public var topicPartition: TopicPartition { TopicPartition(self.topic, self.partition) }
@@ -88,7 +89,7 @@ public struct KafkaRecord: Sendable {
     }
 
     /// The number of bytes of key and value, used for memory budgets.
-    public var byteCount: Int { (self.slot.key?.count ?? 0) + (self.slot.value?.count ?? 0) }
+    public var byteCount: Int { self.slot.byteCount }
 
     /// The record's headers, in the order they were produced.
     public var headers: [KafkaHeader] {
@@ -96,21 +97,30 @@ public struct KafkaRecord: Sendable {
     }
 }
 
-/// The payloads of one poll batch: keys and values back to back, copied once out of librdkafka, and the
-/// headers of all its records.
+/// The contents of one poll batch: keys and values back to back, copied once out of librdkafka, the headers of
+/// all its records, their topics, and where each record's parts are.
 final class KafkaBatchStorage: Sendable {
-    /// Where one record's parts live in the storage.
+    /// Where one record's parts live in the storage, and its topic and timestamp.
     struct RecordSlot: Sendable {
         var key: Range<Int>?
         var value: Range<Int>?
         var headers: Range<Int>
+        /// Its position in ``KafkaBatchStorage/topics``.
+        var topic: Int
+        var timestamp: KafkaTimestamp?
+
+        var byteCount: Int { (self.key?.count ?? 0) + (self.value?.count ?? 0) }
     }
 
     let bytes: [UInt8]
     let headers: [KafkaHeader]
+    let topics: [String]
+    let slots: [RecordSlot]
 
-    init(bytes: [UInt8], headers: [KafkaHeader]) {
+    init(bytes: [UInt8], headers: [KafkaHeader], topics: [String], slots: [RecordSlot]) {
         self.bytes = bytes
         self.headers = headers
+        self.topics = topics
+        self.slots = slots
     }
 }
