@@ -250,16 +250,15 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 sizes[lane] += 1
             }
         }
-        var runs = sizes.map { LaneRun(capacity: $0) }
+        var runs = sizes.map { LaneRun(batch: records, capacity: $0) }
         for index in records.indices {
             guard let ticket = tickets[index] else { continue }
-            runs[laneOf[index]].records.append(records[index])
-            runs[laneOf[index]].tickets.append(ticket)
+            runs[laneOf[index]].append(index, ticket: ticket)
         }
         let mustPause = self.budget.add(records: count, bytes: bytes)
         // Revocations happen on this thread too, so this is the count the records were dispatched under.
         let revocations = self.revocations.load(ordering: .relaxed)
-        for (lane, run) in runs.enumerated() where !run.records.isEmpty {
+        for (lane, run) in runs.enumerated() where run.count > 0 {
             self.pool.submit(lane: lane) { await self.run(run, lane: lane, dispatchedAfter: revocations) }
         }
         if mustPause || self.budget.isPaused {
@@ -372,34 +371,36 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     /// key has a completion pending waits for it.
     private func run(_ run: LaneRun, lane: Int, dispatchedAfter revocations: Int) async {
         let crashes = self.crashes.snapshot(handler: self.settings.name)
-        // The topic the lane's journal slot names (another handler's run may have used the lane meanwhile).
-        var journalTopic: String?
+        // The topic run (see ``LaneRun/topics``) the lane's journal slot names (another handler's run may have
+        // used the lane before this run).
+        var journalTopicRun = -1
         let progress = LaneRunProgress(run)
         let key = ObjectIdentifier(progress)
         self.runningProgress.withLock { $0[key] = progress }
         // Under idempotency keys every record's key is read up front, so its Record is made once, here.
-        let records = self.call.idempotency != nil && run.records.count > 1 ? run.records.map(Record.init) : nil
+        let records = self.call.idempotency != nil && run.count > 1 ? (0..<run.count).map { Record(run[$0]) } : nil
         var early = await self.claimAhead(records)
         var pending = PendingCompletions()
         let completes = self.call.idempotency != nil
-        for position in run.records.indices {
+        var topicRun = 0
+        for position in 0..<run.count {
             let ticket = run.tickets[position]
             let live = self.revocations.load(ordering: .acquiring) == revocations || self.mayStart(ticket)
             var handled = false
             if live {
                 // A record of a retry topic continues its attempt count.
-                let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(run.records[position].topic)
-                    ? 1 : (RetryTopics.stage(of: run.records[position])?.attempts ?? 0) + 1
+                let attempt = self.retryTopicNames.isEmpty || !self.retryTopicNames.contains(run[position].topic)
+                    ? 1 : (RetryTopics.stage(of: run[position])?.attempts ?? 0) + 1
                 // A record waits for the pending completions when one of them is of its ordering key (it runs
                 // after its key's earlier record is settled), or when it has no claim made ahead: it may repeat
                 // an idempotency key of the run, whose completion it must see.
                 if !pending.isEmpty,
-                    early[position] == nil || self.orderingKey(of: run.records[position]).map(pending.keys.contains) == true
+                    early[position] == nil || self.orderingKey(of: run[position]).map(pending.keys.contains) == true
                 {
                     await self.finish(&pending, progress: progress)
                 }
                 if self.parkedKeys.load(ordering: .relaxed) > 0,
-                    self.queueBehindParked(run.records[position], ticket: ticket, attempt: attempt)
+                    self.queueBehindParked(run[position], ticket: ticket, attempt: attempt)
                 {
                     // It claims its key when its turn comes (a claim made ahead is this process's already).
                     early[position] = nil
@@ -407,14 +408,17 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     pending.settle(through: position, progress)
                     continue
                 }
-                let record = records?[position] ?? Record(run.records[position])
-                if !crashes.isEmpty, let count = self.crashCount(of: run.records[position], in: crashes), count >= self.configuration.crashMax {
+                let record = records?[position] ?? Record(run[position])
+                if !crashes.isEmpty, let count = self.crashCount(of: run[position], in: crashes), count >= self.configuration.crashMax {
                     self.report(progress)
-                    handled = await self.quarantine(run.records[position], record: record, ticket: ticket, crashes: count)
+                    handled = await self.quarantine(run[position], record: record, ticket: ticket, crashes: count)
                 } else {
-                    if record.topic != journalTopic {
-                        self.journal.prepare(lane: lane, handler: self.settings.name, topic: record.topic)
-                        journalTopic = record.topic
+                    while topicRun + 1 < run.topics.count, run.topics[topicRun + 1].position <= position {
+                        topicRun += 1
+                    }
+                    if topicRun != journalTopicRun {
+                        self.journal.prepare(lane: lane, handler: self.settings.name, topic: run.topics[topicRun].topic)
+                        journalTopicRun = topicRun
                     }
                     self.journal.start(lane: lane, partition: record.partition, offset: record.offset)
                     if completes {
@@ -428,8 +432,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         self.journal.finish(lane: lane)
                         if let completion {
                             pending.add(
-                                .init(position: position, record: run.records[position], ticket: ticket, attempt: attempt, completion: completion),
-                                key: self.orderingKey(of: run.records[position])
+                                .init(position: position, record: run[position], ticket: ticket, attempt: attempt, completion: completion),
+                                key: self.orderingKey(of: run[position])
                             )
                             if pending.count >= Self.reportGroup {
                                 await self.finish(&pending, progress: progress)
@@ -440,7 +444,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     } catch {
                         // The record waits for its retries in a task of its own; the lane moves on, and later
                         // records of its key queue behind it.
-                        self.handOff(run.records[position], ticket: ticket, attempt: attempt, error: error)
+                        self.handOff(run[position], ticket: ticket, attempt: attempt, error: error)
                         self.journal.finish(lane: lane)
                         progress.markHandedOff(position)
                         pending.settle(through: position, progress)

@@ -1,20 +1,48 @@
 import RdKafka
 import Synchronization
 
-/// The records of one poll batch that go to one lane, in the order the lane runs them, with their tickets. Each
-/// run holds its own records side by side, so that a lane reads them in sequence rather than picking them out of
-/// the whole batch.
+/// The records of one poll batch that go to one lane, in the order the lane runs them, with their tickets. The
+/// batch is shared by every lane's run; what a lane would otherwise look up per record in the batch's storage
+/// (sizes, topics) is gathered here by the poll thread, which has it at hand.
 struct LaneRun: Sendable {
-    /// The run's records, in offset order per partition.
-    var records: [KafkaRecord] = []
+    /// The whole poll batch.
+    let batch: [KafkaRecord]
+    /// Positions in `batch` of this run's records, in offset order per partition.
+    private(set) var indices: [Int] = []
     /// Their tickets from the offset tracker.
-    var tickets: [OffsetTracker.Ticket] = []
+    private(set) var tickets: [OffsetTracker.Ticket] = []
+    /// Key and value bytes of the records before each position (one more entry than records).
+    private(set) var bytesBefore: [Int] = [0]
+    /// The positions where the topic changes (the first is 0), with the topic from there on.
+    private(set) var topics: [(position: Int, topic: String)] = []
 
-    /// An empty run with room for `capacity` records.
-    init(capacity: Int) {
-        self.records.reserveCapacity(capacity)
+    /// An empty run of `batch` with room for `capacity` records.
+    init(batch: [KafkaRecord], capacity: Int) {
+        self.batch = batch
+        self.indices.reserveCapacity(capacity)
         self.tickets.reserveCapacity(capacity)
+        self.bytesBefore.reserveCapacity(capacity + 1)
     }
+
+    /// The number of records.
+    var count: Int { self.indices.count }
+
+    /// The record at `position` of the run.
+    subscript(position: Int) -> KafkaRecord { self.batch[self.indices[position]] }
+
+    /// Adds the batch's record at `index`.
+    mutating func append(_ index: Int, ticket: OffsetTracker.Ticket) {
+        let record = self.batch[index]
+        if self.indices.last.map({ !record.hasSameTopic(as: self.batch[$0]) }) ?? true {
+            self.topics.append((self.indices.count, record.topic))
+        }
+        self.indices.append(index)
+        self.tickets.append(ticket)
+        self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + record.byteCount)
+    }
+
+    /// The key and value bytes of the record at `position`.
+    func byteCount(at position: Int) -> Int { self.bytesBefore[position + 1] - self.bytesBefore[position] }
 }
 
 /// How far a worker got through a ``LaneRun``, and what of it was reported to the runtime.
@@ -102,23 +130,32 @@ final class LaneRunProgress: Sendable {
         }
         guard let (range, special) = taken else { return nil }
         var report = Report()
-        report.finished.reserveCapacity(range.count)
-        for position in range {
-            switch special[position] {
-            case .none:
-                report.finished.append(self.run.tickets[position])
-            case .unhandled:
-                report.skipped.append(self.run.tickets[position])
-                report.bytes += self.run.records[position].byteCount
-                continue
-            case .handedOff:
-                continue
+        report.bytes = self.run.bytesBefore[range.upperBound] - self.run.bytesBefore[range.lowerBound]
+        if special.isEmpty {
+            report.finished.append(contentsOf: self.run.tickets[range])
+        } else {
+            report.finished.reserveCapacity(range.count)
+            for position in range {
+                switch special[position] {
+                case .none:
+                    report.finished.append(self.run.tickets[position])
+                case .unhandled:
+                    report.skipped.append(self.run.tickets[position])
+                case .handedOff:
+                    // Its own task reports it, and its bytes.
+                    report.bytes -= self.run.byteCount(at: position)
+                }
             }
-            report.bytes += self.run.records[position].byteCount
-            if let last = report.attemptedByTopic.last, last.0 == self.run.records[position].topic {
-                report.attemptedByTopic[report.attemptedByTopic.count - 1].1 += 1
-            } else {
-                report.attemptedByTopic.append((self.run.records[position].topic, 1))
+        }
+        // Attempts by topic: the records of each topic run in the range, less those not attempted here.
+        for (index, run) in self.run.topics.enumerated() {
+            let end = index + 1 < self.run.topics.count ? self.run.topics[index + 1].position : self.run.count
+            let lower = max(run.position, range.lowerBound)
+            let upper = min(end, range.upperBound)
+            guard lower < upper else { continue }
+            let attempted = (upper - lower) - special.keys.filter((lower..<upper).contains).count
+            if attempted > 0 {
+                report.attemptedByTopic.append((run.topic, attempted))
             }
         }
         return report
