@@ -230,12 +230,10 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         // as little as possible.
         let notDue = self.retryTopicNames.isEmpty ? [] : self.holdRecordsNotDue(records, control: control)
         var count = 0
-        var bytes = 0
         let tickets = self.state.withLock { state in
             let tickets = state.tracker.dispatch(records, excluding: notDue)
-            for index in records.indices where tickets[index] != nil {
+            for ticket in tickets where ticket != nil {
                 count += 1
-                bytes += records[index].byteCount
             }
             state.inFlight += count
             return tickets
@@ -255,6 +253,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             guard let ticket = tickets[index] else { continue }
             runs[laneOf[index]].append(index, ticket: ticket)
         }
+        let bytes = runs.reduce(0) { $0 + $1.byteCount }
         let mustPause = self.budget.add(records: count, bytes: bytes)
         // Revocations happen on this thread too, so this is the count the records were dispatched under.
         let revocations = self.revocations.load(ordering: .relaxed)

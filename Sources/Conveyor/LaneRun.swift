@@ -41,6 +41,9 @@ struct LaneRun: Sendable {
         self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + record.byteCount)
     }
 
+    /// The key and value bytes of all its records.
+    var byteCount: Int { self.bytesBefore[self.bytesBefore.count - 1] }
+
     /// The key and value bytes of the record at `position`.
     func byteCount(at position: Int) -> Int { self.bytesBefore[position + 1] - self.bytesBefore[position] }
 }
