@@ -32,13 +32,12 @@ struct LaneRun: Sendable {
 
     /// Adds the batch's record at `index`.
     mutating func append(_ index: Int, ticket: OffsetTracker.Ticket) {
-        let record = self.batch[index]
-        if self.indices.last.map({ !record.hasSameTopic(as: self.batch[$0]) }) ?? true {
-            self.topics.append((self.indices.count, record.topic))
+        if self.indices.last.map({ !self.batch[index].hasSameTopic(as: self.batch[$0]) }) ?? true {
+            self.topics.append((self.indices.count, self.batch[index].topic))
         }
         self.indices.append(index)
         self.tickets.append(ticket)
-        self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + record.byteCount)
+        self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + self.batch[index].byteCount)
     }
 
     /// The key and value bytes of all its records.

@@ -190,6 +190,8 @@ final class ConsumerLoop: @unchecked Sendable {
         var topics: [String] = []
         var topicHandles: [OpaquePointer?] = []
         var topic = -1
+        var topicIndices: [Int] = []
+        topicIndices.reserveCapacity(messages.count)
         let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
             let base = UnsafeMutableRawBufferPointer(buffer)
             var end = 0
@@ -225,10 +227,8 @@ final class ConsumerLoop: @unchecked Sendable {
                         KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
                     default: nil
                     }
-                slots.append(.init(
-                    key: key, value: value, headers: firstHeader..<headers.count,
-                    topic: topic, timestamp: timestamp
-                ))
+                slots.append(.init(key: key, value: value, headers: firstHeader..<headers.count, timestamp: timestamp))
+                topicIndices.append(topic)
             }
             initialized = end
         }
@@ -241,7 +241,10 @@ final class ConsumerLoop: @unchecked Sendable {
                 self.report(message)
                 continue
             }
-            records.append(KafkaRecord(partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index))
+            records.append(KafkaRecord(
+                partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index,
+                topicIndex: topicIndices[index]
+            ))
             index += 1
         }
         return records

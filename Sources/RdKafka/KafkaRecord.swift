@@ -52,22 +52,25 @@ public struct KafkaRecord: Sendable {
     /// The record's offset in its partition.
     public let offset: Int64
     let storage: KafkaBatchStorage
+    /// The record's topic's position in its batch's storage.
+    let topicIndex: Int32
 
-    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int) {
+    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int, topicIndex: Int) {
         self.partition = partition
         self.index = Int32(index)
         self.offset = offset
         self.storage = storage
+        self.topicIndex = Int32(topicIndex)
     }
 
     private var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }
 
     /// The topic the record was read from.
-    public var topic: String { self.storage.topics[self.slot.topic] }
+    public var topic: String { self.storage.topics[Int(self.topicIndex)] }
 
     /// Whether `other` was read from the same topic (cheaper than comparing ``topic``s within one batch).
     public func hasSameTopic(as other: KafkaRecord) -> Bool {
-        self.storage === other.storage ? self.slot.topic == other.slot.topic : self.topic == other.topic
+        self.storage === other.storage ? self.topicIndex == other.topicIndex : self.topic == other.topic
     }
 
     /// The record's timestamp, when it has one.
@@ -98,15 +101,13 @@ public struct KafkaRecord: Sendable {
 }
 
 /// The contents of one poll batch: keys and values back to back, copied once out of librdkafka, the headers of
-/// all its records, their topics, and where each record's parts are.
+/// all its records, their topics, and where each record's parts are (its topic's position is in the record).
 final class KafkaBatchStorage: Sendable {
-    /// Where one record's parts live in the storage, and its topic and timestamp.
+    /// Where one record's parts live in the storage, and its timestamp.
     struct RecordSlot: Sendable {
         var key: Range<Int>?
         var value: Range<Int>?
         var headers: Range<Int>
-        /// Its position in ``KafkaBatchStorage/topics``.
-        var topic: Int
         var timestamp: KafkaTimestamp?
 
         var byteCount: Int { (self.key?.count ?? 0) + (self.value?.count ?? 0) }
