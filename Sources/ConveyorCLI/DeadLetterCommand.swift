@@ -146,7 +146,7 @@ struct DeadLetterReplayCommand: AsyncParsableCommand {
                         try await Task.sleep(until: due, clock: clock)
                     }
                 }
-                try await producer.send(KafkaProducerMessage(
+                _ = try await producer.send(KafkaProducerMessage(
                     topic: target, key: letter.record.key.map(Array.init), value: letter.record.value.map(Array.init),
                     headers: letter.record.headers.filter { !DeadLetter.Header.all.contains($0.name) }
                 ))

@@ -17,6 +17,8 @@ public final class RecordCollector: KafkaConsumerDelegate {
         public var lost: [TopicPartition] = []
         /// Errors the consumer reported.
         public var errors: [KafkaError] = []
+        /// How many holds ran out (see ``KafkaConsumerControl/hold(until:)``).
+        public var expiredHolds = 0
 
         /// Records of one partition, in the order they arrived.
         public func records(of partition: TopicPartition) -> [KafkaRecord] {
@@ -75,6 +77,10 @@ public final class RecordCollector: KafkaConsumerDelegate {
             log.lost.append(contentsOf: partitions)
             log.assignment.subtract(partitions)
         }
+    }
+
+    public func consumerHoldDidExpire(_ control: KafkaConsumerControl) {
+        self.log.update { $0.expiredHolds += 1 }
     }
 
     public func consumer(_ control: KafkaConsumerControl, didFail error: KafkaError) {

@@ -1,5 +1,6 @@
 @testable import Conveyor
 import RdKafka
+import Synchronization
 import Testing
 
 @Suite("Offset tracker")
@@ -167,5 +168,27 @@ struct BackpressureTests {
         #expect(budget.remove(records: 10, bytes: 0) == .none)
         #expect(budget.add(records: 1, bytes: 2_000) == .pause, "bytes count too")
         #expect(budget.remove(records: 0, bytes: 1_600) == .resume)
+    }
+
+    @Test("A spent process budget holds reading for its hold limit, then pauses; freeing it ends both and says so")
+    func holdThenPause() {
+        let budget = ProcessBudget(maxRecords: 100, maxBytes: 1_000)
+        let resumed = Mutex(0)
+        budget.onResume { resumed.withLock { $0 += 1 } }
+        #expect(budget.holdDeadline(now: .now) == nil, "not spent")
+        let before = ContinuousClock.now
+        #expect(budget.add(records: 101, bytes: 0))
+        let deadline = budget.holdDeadline(now: .now)
+        #expect(deadline != nil)
+        if let deadline {
+            #expect(deadline >= before + ProcessBudget.holdLimit)
+            #expect(deadline <= .now + ProcessBudget.holdLimit)
+            #expect(budget.holdDeadline(now: deadline) == nil, "spent for the whole hold: pause instead")
+        }
+        #expect(budget.isPaused)
+        budget.remove(records: 60, bytes: 0)
+        #expect(!budget.isPaused)
+        #expect(budget.holdDeadline(now: .now) == nil)
+        #expect(resumed.withLock { $0 } == 1)
     }
 }

@@ -62,4 +62,39 @@ struct PauseResumeTests {
         #expect(error?.message.contains("elsewhere[3]") == true)
         try await consumer.close()
     }
+
+    @Test("A hold reads no records while operations still run; it ends by itself or when told, and loses nothing")
+    func holdReadsNothing() async throws {
+        let kafka = try EmbeddedKafka()
+        try kafka.createTopic("hold", partitions: 2)
+        let collector = RecordCollector()
+        let consumer = try await startConsumer(on: kafka, group: "hold", topics: ["hold"], collector: collector)
+        try await collector.log.wait(for: "both partitions") { $0.assignment.count == 2 }
+
+        // Held for longer than the test waits: the records stay in librdkafka's queue.
+        try await consumer.perform { $0.hold(until: .now + .seconds(60)) }
+        try await produceAll(numberedMessages(200, topic: "hold", partitions: 2, prefix: "held"), to: kafka)
+        // An operation runs during the hold, and the fetchers get time to fill the prefetch queue.
+        let assignment = try await consumer.perform { $0.assignment }
+        #expect(assignment.count == 2)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(collector.log.value.records.isEmpty)
+
+        try await consumer.perform { $0.endHold() }
+        let afterEnd = try await collector.log.wait(for: "the held records") { $0.records.count >= 200 }
+        #expect(afterEnd.expiredHolds == 0)
+
+        // A short hold runs out by itself, tells the delegate, and reading goes on.
+        try await consumer.perform { $0.hold(until: .now + .milliseconds(200)) }
+        try await produceAll(numberedMessages(100, topic: "hold", partitions: 2, prefix: "later"), to: kafka)
+        let log = try await collector.log.wait(for: "the records after a hold ran out") {
+            $0.records.count >= 300 && $0.expiredHolds == 1
+        }
+        try await consumer.close()
+        for partition in log.assignment {
+            let offsets = log.records(of: partition).map(\.offset)
+            #expect(offsets == Array(0..<Int64(offsets.count)))
+        }
+        #expect(log.records.count == 300)
+    }
 }
