@@ -238,20 +238,31 @@ final class HandlerRuntime: KafkaConsumerDelegate {
             state.inFlight += count
             return tickets
         }
-        // Lanes first, then each run's arrays at their final size: no reallocation while appending.
+        // Lanes first, then each run's arrays at their final size: no reallocation while appending. The records
+        // are read in place (through a buffer), not copied out of the array, which would cost reference counting.
         var laneOf = [Int](repeating: -1, count: records.count)
         var sizes = [Int](repeating: 0, count: self.pool.concurrency)
-        self.lanes.withLock { assignment in
-            for index in records.indices where tickets[index] != nil {
-                let lane = assignment.lane(for: records[index])
-                laneOf[index] = lane
-                sizes[lane] += 1
+        var runs: [LaneRun] = []
+        records.withUnsafeBufferPointer { records in
+            self.lanes.withLock { assignment in
+                for index in records.indices where tickets[index] != nil {
+                    let lane = assignment.lane(for: records[index])
+                    laneOf[index] = lane
+                    sizes[lane] += 1
+                }
             }
         }
-        var runs = sizes.map { LaneRun(batch: records, capacity: $0) }
-        for index in records.indices {
-            guard let ticket = tickets[index] else { continue }
-            runs[laneOf[index]].append(index, ticket: ticket)
+        runs = sizes.map { LaneRun(batch: records, capacity: $0) }
+        records.withUnsafeBufferPointer { records in
+            var lastOfLane = [Int](repeating: -1, count: runs.count)
+            for index in records.indices {
+                guard let ticket = tickets[index] else { continue }
+                let lane = laneOf[index]
+                let last = lastOfLane[lane]
+                let topic = last >= 0 && records[index].hasSameTopic(as: records[last]) ? nil : records[index].topic
+                runs[lane].append(index, ticket: ticket, byteCount: records[index].byteCount, topic: topic)
+                lastOfLane[lane] = index
+            }
         }
         let bytes = runs.reduce(0) { $0 + $1.byteCount }
         let mustPause = self.budget.add(records: count, bytes: bytes)
@@ -577,9 +588,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
     private func settle(finished: [OffsetTracker.Ticket], skipped: [OffsetTracker.Ticket], bytes: Int) {
         let count = finished.count + skipped.count
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
-            for ticket in finished {
-                state.tracker.finish(ticket)
-            }
+            state.tracker.finish(finished)
             for ticket in skipped {
                 state.tracker.skip(ticket)
             }

@@ -30,14 +30,15 @@ struct LaneRun: Sendable {
     /// The record at `position` of the run.
     subscript(position: Int) -> KafkaRecord { self.batch[self.indices[position]] }
 
-    /// Adds the batch's record at `index`.
-    mutating func append(_ index: Int, ticket: OffsetTracker.Ticket) {
-        if self.indices.last.map({ !self.batch[index].hasSameTopic(as: self.batch[$0]) }) ?? true {
-            self.topics.append((self.indices.count, self.batch[index].topic))
+    /// Adds the batch's record at `index`, of `byteCount` bytes; `topic` is its topic if that differs from the
+    /// run's last record's (or the run is empty).
+    mutating func append(_ index: Int, ticket: OffsetTracker.Ticket, byteCount: Int, topic: String?) {
+        if let topic {
+            self.topics.append((self.indices.count, topic))
         }
         self.indices.append(index)
         self.tickets.append(ticket)
-        self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + self.batch[index].byteCount)
+        self.bytesBefore.append(self.bytesBefore[self.bytesBefore.count - 1] + byteCount)
     }
 
     /// The key and value bytes of all its records.

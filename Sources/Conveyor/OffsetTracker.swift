@@ -72,7 +72,9 @@ final class OffsetTracker {
         /// ``dispatch(_:)`` for the records at `positions` of a batch, all of this partition and in offset order,
         /// writing their tickets to the same positions of `tickets`. The partition's arrays are touched once per
         /// run, not once per record.
-        func dispatch(_ positions: some Sequence<Int>, of records: [KafkaRecord], into tickets: inout [Ticket?]) {
+        func dispatch(
+            _ positions: some Sequence<Int>, of records: UnsafeBufferPointer<KafkaRecord>, into tickets: inout [Ticket?]
+        ) {
             guard self.startCutoff == nil else { return }
             var last = self.offsets.last ?? self.committable.map { $0 - 1 } ?? .min
             let first = self.base + self.offsets.count
@@ -208,6 +210,11 @@ final class OffsetTracker {
     /// `excluded`: the tickets by position (`nil` for a record that must not run or was excluded). A run of records
     /// of one partition costs one lookup.
     func dispatch(_ records: [KafkaRecord], excluding excluded: Set<Int> = []) -> [Ticket?] {
+        // Records are read in place, not copied out of the array (which would cost reference counting).
+        records.withUnsafeBufferPointer { self.dispatch($0, excluding: excluded) }
+    }
+
+    private func dispatch(_ records: UnsafeBufferPointer<KafkaRecord>, excluding excluded: Set<Int>) -> [Ticket?] {
         var tickets = [Ticket?](repeating: nil, count: records.count)
         var start = records.startIndex
         while start < records.endIndex {
@@ -240,6 +247,17 @@ final class OffsetTracker {
     @discardableResult
     func finish(_ ticket: Ticket) -> Bool {
         self.settle(ticket, as: .finished)
+    }
+
+    /// ``finish(_:)`` for many records: a run of tickets of one epoch costs one lookup.
+    func finish(_ tickets: [Ticket]) {
+        var partition: Partition?
+        for ticket in tickets {
+            if partition?.epoch != ticket.epoch {
+                partition = self.byEpoch[ticket.epoch]
+            }
+            _ = partition?.settle(ticket, as: .finished)
+        }
     }
 
     /// Marks a record not run (its partition is being revoked, or the process is stopping): it is no longer in

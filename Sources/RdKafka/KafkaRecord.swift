@@ -48,12 +48,12 @@ public struct KafkaRecord: Sendable {
     /// The partition the record was read from.
     public let partition: Int32
     /// The record's position in its batch's storage.
-    let index: Int32
+    @usableFromInline let index: Int32
     /// The record's offset in its partition.
     public let offset: Int64
-    let storage: KafkaBatchStorage
+    @usableFromInline let storage: KafkaBatchStorage
     /// The record's topic's position in its batch's storage.
-    let topicIndex: Int32
+    @usableFromInline let topicIndex: Int32
 
     init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int, topicIndex: Int) {
         self.partition = partition
@@ -63,13 +63,13 @@ public struct KafkaRecord: Sendable {
         self.topicIndex = Int32(topicIndex)
     }
 
-    private var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }
+    @inlinable var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }
 
     /// The topic the record was read from.
-    public var topic: String { self.storage.topics[Int(self.topicIndex)] }
+    @inlinable public var topic: String { self.storage.topics[Int(self.topicIndex)] }
 
     /// Whether `other` was read from the same topic (cheaper than comparing ``topic``s within one batch).
-    public func hasSameTopic(as other: KafkaRecord) -> Bool {
+    @inlinable public func hasSameTopic(as other: KafkaRecord) -> Bool {
         self.storage === other.storage ? self.topicIndex == other.topicIndex : self.topic == other.topic
     }
 
@@ -86,13 +86,14 @@ public struct KafkaRecord: Sendable {
     public var value: ArraySlice<UInt8>? { self.slot.value.map { self.storage.bytes[$0] } }
 
     /// Calls `body` with the key's bytes (`nil` for a null key) without copying or slicing them.
+    @inlinable
     public func withUnsafeKeyBytes<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
         guard let range = self.slot.key else { return try body(nil) }
         return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
     }
 
     /// The number of bytes of key and value, used for memory budgets.
-    public var byteCount: Int { self.slot.byteCount }
+    @inlinable public var byteCount: Int { self.slot.byteCount }
 
     /// The record's headers, in the order they were produced.
     public var headers: [KafkaHeader] {
@@ -102,21 +103,28 @@ public struct KafkaRecord: Sendable {
 
 /// The contents of one poll batch: keys and values back to back, copied once out of librdkafka, the headers of
 /// all its records, their topics, and where each record's parts are (its topic's position is in the record).
-final class KafkaBatchStorage: Sendable {
+@usableFromInline final class KafkaBatchStorage: Sendable {
     /// Where one record's parts live in the storage, and its timestamp.
-    struct RecordSlot: Sendable {
-        var key: Range<Int>?
-        var value: Range<Int>?
-        var headers: Range<Int>
-        var timestamp: KafkaTimestamp?
+    @usableFromInline struct RecordSlot: Sendable {
+        @usableFromInline var key: Range<Int>?
+        @usableFromInline var value: Range<Int>?
+        @usableFromInline var headers: Range<Int>
+        @usableFromInline var timestamp: KafkaTimestamp?
 
-        var byteCount: Int { (self.key?.count ?? 0) + (self.value?.count ?? 0) }
+        init(key: Range<Int>?, value: Range<Int>?, headers: Range<Int>, timestamp: KafkaTimestamp?) {
+            self.key = key
+            self.value = value
+            self.headers = headers
+            self.timestamp = timestamp
+        }
+
+        @inlinable var byteCount: Int { (self.key?.count ?? 0) + (self.value?.count ?? 0) }
     }
 
-    let bytes: [UInt8]
-    let headers: [KafkaHeader]
-    let topics: [String]
-    let slots: [RecordSlot]
+    @usableFromInline let bytes: [UInt8]
+    @usableFromInline let headers: [KafkaHeader]
+    @usableFromInline let topics: [String]
+    @usableFromInline let slots: [RecordSlot]
 
     init(bytes: [UInt8], headers: [KafkaHeader], topics: [String], slots: [RecordSlot]) {
         self.bytes = bytes
