@@ -71,9 +71,37 @@ private struct TransactionalEffects: Handler {
     }
 }
 
+/// The connection ``CompletionOutageEffects`` takes the store database's write lock with on its first call.
+private let completionLock = Mutex<DatabaseQueue?>(nil)
+/// The keys ``CompletionOutageEffects`` was called for, once per call.
+private let completionCalls = AwaitableState([String]())
+
+/// Adds one to its key's row of table `completion_effects` in the transaction that completes the key; on its first
+/// call it first locks the database from another connection, so that the completion of the record it just
+/// handled cannot be written.
+private struct CompletionOutageEffects: Handler {
+    static let name = "effects-completion-outage"
+    var topics: [String] { ["unused"] }
+    static let storeSchema = ["CREATE TABLE IF NOT EXISTS completion_effects (key TEXT PRIMARY KEY, effects INTEGER NOT NULL)"]
+
+    func handle(_ record: Record, context: HandlerContext) async throws {
+        let key = record.header("idempotency-key") ?? ""
+        completionCalls.update { $0.append(key) }
+        if let lock = completionLock.withLock({ $0.take() }) {
+            try lock.inDatabase { try $0.execute(sql: "BEGIN EXCLUSIVE TRANSACTION") }
+        }
+        try context.idempotency.transaction { transaction in
+            transaction.execute(
+                "INSERT INTO completion_effects (key, effects) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET effects = completion_effects.effects + 1",
+                .text(key)
+            )
+        }
+    }
+}
+
 private let registry = try! HandlerRegistry([
     EffectsA.self, EffectsB.self, EffectsC.self, EffectsD.self, SlowEffects.self, SlowEffectsOneOwner.self,
-    TransactionalEffects.self,
+    TransactionalEffects.self, CompletionOutageEffects.self,
 ])
 
 private func configuration(_ kafka: EmbeddedKafka, topic: String, handler: String, idempotency: IdempotencySettings) -> RuntimeConfiguration {
@@ -489,5 +517,56 @@ struct IdempotencyRuntimeTests {
         #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
         #expect(!statistics.isIdempotencyStoreUnavailable)
         try await database.drop()
+    }
+
+    @Test("The store fails between a handler and its key's completion: nothing committed, the record runs again, one effect")
+    func completionFails() async throws {
+        let kafka = try EmbeddedKafka()
+        let topic = "idem-completion-outage"
+        let records = 20
+        try kafka.createTopic(topic, partitions: 1)
+        try kafka.createTopic(topic + ".dlq", partitions: 1)
+        try await produce((0..<records).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let store = try SQLiteIdempotencyStore(path: path)
+        var unsafe = GRDB.Configuration()
+        unsafe.allowsUnsafeTransactions = true
+        let lock = try DatabaseQueue(path: path, configuration: unsafe)
+        completionLock.withLock { $0 = lock }
+        let supervisor = try Supervisor(
+            configuration: configuration(kafka, topic: topic, handler: CompletionOutageEffects.name, idempotency: IdempotencySettings()),
+            registry: registry, logger: quietLogger, idempotencyStore: store
+        )
+        let run = Task { try await supervisor.run(signals: []) }
+        let group = "\(topic).\(CompletionOutageEffects.name)"
+        let partition = TopicPartition(topic, 0)
+        let effects = { @Sendable () async -> [String: Int64] in
+            var effects: [String: Int64] = [:]
+            for row in (try? await store.query("SELECT key, effects FROM completion_effects", [])) ?? [] {
+                if case .text(let key) = row[0], case .integer(let count) = row[1] { effects[key] = count }
+            }
+            return effects
+        }
+
+        // The first record ran and locked the database: its completion (with its effect) cannot be written.
+        try await completionCalls.wait(for: "the first call") { $0.contains("order-0") }
+        #expect(await eventually(timeout: .seconds(30)) { supervisor.statistics.first?.isIdempotencyStoreUnavailable == true },
+                "the failed completion is reported as the store being unavailable")
+        #expect(await effects().isEmpty, "no effect without its completion")
+        let held = try await committedOffset(of: group, partition, on: kafka)
+        #expect(held.map { $0 == 0 } ?? true, "nothing committed past the record whose completion failed: \(String(describing: held))")
+
+        try lock.inDatabase { try $0.execute(sql: "ROLLBACK") }
+        #expect(await eventually(timeout: .seconds(60)) {
+            (try? await committedOffset(of: group, partition, on: kafka)) == Int64(records)
+        }, "every record once the store is back")
+        let statistics = try #require(supervisor.statistics.first)
+        await supervisor.triggerGracefulShutdown()
+        #expect(try await run.value.isClean)
+        let done = await effects()
+        #expect(done.count == records && done.values.allSatisfy { $0 == 1 }, "one effect each: \(done)")
+        #expect(completionCalls.value.filter { $0 == "order-0" }.count >= 2, "the record whose completion failed ran again")
+        #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
+        #expect(!statistics.isIdempotencyStoreUnavailable)
     }
 }
