@@ -589,9 +589,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         let count = finished.count + skipped.count
         let (signal, idle): (DispatchSemaphore?, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
             state.tracker.finish(finished)
-            for ticket in skipped {
-                state.tracker.skip(ticket)
-            }
+            state.tracker.skip(skipped)
             state.finished += finished.count
             state.inFlight -= count
             guard state.inFlight == 0 else { return (state.drainSignal, []) }

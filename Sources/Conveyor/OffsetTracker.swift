@@ -9,8 +9,8 @@ import RdKafka
 /// epoch; a completion tagged with an older epoch (its partition was revoked meanwhile, maybe re-assigned) is
 /// ignored.
 ///
-/// A class, not a struct: it lives inside its runtime's `Mutex` and is only ever used under that lock, and the
-/// most recently used partition is cached so that a run of records of one partition costs one dictionary lookup.
+/// A class, not a struct: it lives inside its runtime's `Mutex` and is only ever used under that lock. Records
+/// are registered and settled in groups, so that a run of records of one partition costs one lookup.
 final class OffsetTracker {
     /// The epoch a record was dispatched under.
     typealias Epoch = UInt64
@@ -57,32 +57,19 @@ final class OffsetTracker {
             self.epoch = epoch
         }
 
-        func dispatch(_ offset: Int64) -> Ticket? {
-            // Once the revocation (or the stop) began, nothing more starts: the next owner gets it.
-            guard self.startCutoff == nil else { return nil }
-            if let last = self.offsets.last ?? self.committable.map({ $0 - 1 }), offset <= last {
-                return nil
-            }
-            self.offsets.append(offset)
-            self.outcomes.append(.pending)
-            self.pending += 1
-            return Ticket(epoch: self.epoch, sequence: self.base + self.offsets.count - 1)
-        }
-
-        /// ``dispatch(_:)`` for the records at `positions` of a batch, all of this partition and in offset order,
-        /// writing their tickets to the same positions of `tickets`. The partition's arrays are touched once per
-        /// run, not once per record.
-        func dispatch(
-            _ positions: some Sequence<Int>, of records: UnsafeBufferPointer<KafkaRecord>, into tickets: inout [Ticket?]
-        ) {
+        /// Registers records of this partition, in offset order, as `(position, offset)` pairs, and writes each
+        /// accepted record's ticket to `tickets[position]`. Refused (left `nil`): everything once the revocation
+        /// (or the stop) began, since the next owner gets it; and an offset not past the last dispatched one (a
+        /// redelivery of a record already in hand). The arrays are touched once per call, not once per record.
+        func dispatch(_ entries: some Sequence<(position: Int, offset: Int64)>, into tickets: inout [Ticket?]) {
             guard self.startCutoff == nil else { return }
             var last = self.offsets.last ?? self.committable.map { $0 - 1 } ?? .min
             let first = self.base + self.offsets.count
             var accepted: [Int64] = []
-            for position in positions where records[position].offset > last {
-                last = records[position].offset
+            for (position, offset) in entries where offset > last {
+                last = offset
                 tickets[position] = Ticket(epoch: self.epoch, sequence: first + accepted.count)
-                accepted.append(last)
+                accepted.append(offset)
             }
             self.offsets.append(contentsOf: accepted)
             self.outcomes.append(contentsOf: repeatElement(.pending, count: accepted.count))
@@ -132,27 +119,13 @@ final class OffsetTracker {
     /// The assigned partitions by epoch (epochs are unique over all partitions), for finishing by ticket.
     private var byEpoch: [Epoch: Partition] = [:]
     private var nextEpoch: Epoch = 1
-    /// The partition used last, to skip the lookup for runs of records of one partition.
-    private var recent: (topic: String, partition: Int32, state: Partition)?
-    /// The partition finished last.
-    private var recentlyFinished: Partition?
 
     init() {}
-
-    private func partition(topic: String, partition: Int32) -> Partition? {
-        if let recent = self.recent, recent.partition == partition, recent.topic == topic {
-            return recent.state
-        }
-        guard let state = self.partitions[TopicPartition(topic, partition)] else { return nil }
-        self.recent = (topic, partition, state)
-        return state
-    }
 
     /// Starts tracking a newly assigned partition; returns its epoch.
     @discardableResult
     func assign(_ partition: TopicPartition) -> Epoch {
         defer { self.nextEpoch += 1 }
-        self.forgetRecent()
         if let previous = self.partitions[partition] {
             self.byEpoch[previous.epoch] = nil
         }
@@ -166,15 +139,9 @@ final class OffsetTracker {
     /// were dispatched and are still queued or running (abandoned), ascending; skipped ones are not among them.
     @discardableResult
     func revoke(_ partition: TopicPartition) -> [Int64] {
-        self.forgetRecent()
         guard let state = self.partitions.removeValue(forKey: partition) else { return [] }
         self.byEpoch[state.epoch] = nil
         return state.stillPending
-    }
-
-    private func forgetRecent() {
-        self.recent = nil
-        self.recentlyFinished = nil
     }
 
     /// Whether a dispatched record may start: its epoch is current, and if the partition's revocation began, the
@@ -199,81 +166,70 @@ final class OffsetTracker {
     /// The partitions being tracked.
     var assigned: [TopicPartition] { Array(self.partitions.keys) }
 
-    /// Registers a record handed to the worker pool. Returns its ticket, or `nil` if the record must not run:
-    /// its partition is not assigned or its revocation began, or its offset is not past the last dispatched one (a
-    /// redelivery of a record already in hand).
-    func dispatch(topic: String, partition: Int32, offset: Int64) -> Ticket? {
-        self.partition(topic: topic, partition: partition)?.dispatch(offset)
-    }
-
-    /// ``dispatch(topic:partition:offset:)`` for every record of a poll batch except those at the positions in
-    /// `excluded`: the tickets by position (`nil` for a record that must not run or was excluded). A run of records
-    /// of one partition costs one lookup.
+    /// Registers the records of a poll batch handed to the worker pool, except those at the positions in
+    /// `excluded`: their tickets by position. A record gets none (`nil`) if it must not run: its partition is not
+    /// assigned or its revocation began, or its offset is not past the last dispatched one (a redelivery of a
+    /// record already in hand). A run of records of one partition costs one lookup.
     func dispatch(_ records: [KafkaRecord], excluding excluded: Set<Int> = []) -> [Ticket?] {
-        // Records are read in place, not copied out of the array (which would cost reference counting).
-        records.withUnsafeBufferPointer { self.dispatch($0, excluding: excluded) }
-    }
-
-    private func dispatch(_ records: UnsafeBufferPointer<KafkaRecord>, excluding excluded: Set<Int>) -> [Ticket?] {
         var tickets = [Ticket?](repeating: nil, count: records.count)
-        var start = records.startIndex
-        while start < records.endIndex {
-            var end = start + 1
-            while end < records.endIndex, records[end].partition == records[start].partition,
-                records[end].hasSameTopic(as: records[start])
-            {
-                end += 1
-            }
-            if let partition = self.partition(topic: records[start].topic, partition: records[start].partition) {
-                let positions = start..<end
-                if excluded.isEmpty {
-                    partition.dispatch(positions, of: records, into: &tickets)
-                } else {
-                    partition.dispatch(positions.lazy.filter { !excluded.contains($0) }, of: records, into: &tickets)
+        // Records are read in place, not copied out of the array (which would cost reference counting).
+        records.withUnsafeBufferPointer { records in
+            var start = records.startIndex
+            while start < records.endIndex {
+                var end = start + 1
+                while end < records.endIndex, records[end].partition == records[start].partition,
+                    records[end].hasSameTopic(as: records[start])
+                {
+                    end += 1
                 }
+                let entries = (start..<end).lazy.filter { !excluded.contains($0) }.map { (position: $0, offset: records[$0].offset) }
+                self.partitions[records[start].topicPartition]?.dispatch(entries, into: &tickets)
+                start = end
             }
-            start = end
         }
         return tickets
     }
 
-    /// See ``dispatch(topic:partition:offset:)``.
+    /// ``dispatch(_:excluding:)`` for one record of `partition`.
     func dispatch(_ partition: TopicPartition, offset: Int64) -> Ticket? {
-        self.dispatch(topic: partition.topic, partition: partition.partition, offset: offset)
+        var tickets: [Ticket?] = [nil]
+        self.partitions[partition]?.dispatch(CollectionOfOne((position: 0, offset: offset)), into: &tickets)
+        return tickets[0]
     }
 
     /// Marks a record finished (handled, dead-lettered or skipped): the watermark may pass it. Returns `false` if
     /// its epoch is stale or it was settled before.
     @discardableResult
     func finish(_ ticket: Ticket) -> Bool {
-        self.settle(ticket, as: .finished)
-    }
-
-    /// ``finish(_:)`` for many records: a run of tickets of one epoch costs one lookup.
-    func finish(_ tickets: [Ticket]) {
-        var partition: Partition?
-        for ticket in tickets {
-            if partition?.epoch != ticket.epoch {
-                partition = self.byEpoch[ticket.epoch]
-            }
-            _ = partition?.settle(ticket, as: .finished)
-        }
+        self.byEpoch[ticket.epoch]?.settle(ticket, as: .finished) ?? false
     }
 
     /// Marks a record not run (its partition is being revoked, or the process is stopping): it is no longer in
     /// flight, and the watermark never passes it. Returns `false` if its epoch is stale or it was settled before.
     @discardableResult
     func skip(_ ticket: Ticket) -> Bool {
-        self.settle(ticket, as: .skipped)
+        self.byEpoch[ticket.epoch]?.settle(ticket, as: .skipped) ?? false
     }
 
-    private func settle(_ ticket: Ticket, as outcome: Outcome) -> Bool {
-        if let recent = self.recentlyFinished, recent.epoch == ticket.epoch {
-            return recent.settle(ticket, as: outcome)
+    /// ``finish(_:)`` for many records.
+    func finish(_ tickets: [Ticket]) {
+        self.settle(tickets, as: .finished)
+    }
+
+    /// ``skip(_:)`` for many records.
+    func skip(_ tickets: [Ticket]) {
+        self.settle(tickets, as: .skipped)
+    }
+
+    /// Settles tickets; a run of tickets of one epoch costs one lookup.
+    private func settle(_ tickets: [Ticket], as outcome: Outcome) {
+        var partition: Partition?
+        for ticket in tickets {
+            if partition?.epoch != ticket.epoch {
+                partition = self.byEpoch[ticket.epoch]
+            }
+            _ = partition?.settle(ticket, as: outcome)
         }
-        guard let state = self.byEpoch[ticket.epoch] else { return false }
-        self.recentlyFinished = state
-        return state.settle(ticket, as: outcome)
     }
 
     /// Records dispatched and neither finished nor skipped (queued or running), per partition.
