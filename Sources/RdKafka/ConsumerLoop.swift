@@ -129,9 +129,8 @@ final class ConsumerLoop: @unchecked Sendable {
             return true
         }
         guard sleeps else { return true }
-        let (seconds, attoseconds) = (deadline - now).components
-        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        _ = self.holdWake.wait(timeout: .now() + .nanoseconds(nanoseconds))
+        // Rounded up, so that the loop does not spin through the last fraction of a millisecond.
+        _ = self.holdWake.wait(timeout: .now() + .milliseconds(Int((deadline - now).milliseconds) + 1))
         self.mailbox.withLock { $0.isHolding = false }
         return true
     }
@@ -147,37 +146,37 @@ final class ConsumerLoop: @unchecked Sendable {
             first = rd_kafka_consumer_poll(self.client.pointer, 100)
         }
         guard let first else { return }
-        // Filled in a local array: a stored property would be checked for exclusive access on every append.
-        var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
-        swap(&pending, &self.pending)
-        pending.append(first)
-        let batchSize = self.batchSize
-        while pending.count < batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
-            pending.append(next)
+        // Read into the stored array, not a local one: a rebalance served by one of these polls drops the messages
+        // of revoked partitions from it (see ``rebalance(_:_:_:)``).
+        self.pending.append(first)
+        while self.pending.count < self.batchSize, let next = rd_kafka_consumer_poll(self.client.pointer, 0) {
+            self.pending.append(next)
         }
-        if pending.count == batchSize || pending.reduce(0, { $0 + $1.pointee.len }) >= 1 << 20 {
+        if self.pending.count == self.batchSize || self.pending.reduce(0, { $0 + $1.pointee.len }) >= 1 << 20 {
             self.lastFullBatch = ContinuousClock.now
         }
-        swap(&pending, &self.pending)
-        let records = self.takeRecords()
+        // Taken out (keeping the stored array's capacity for the next batch) and handed over.
+        var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+        swap(&messages, &self.pending)
+        defer {
+            messages.removeAll(keepingCapacity: true)
+            swap(&messages, &self.pending)
+        }
+        let records = self.takeRecords(messages)
         if !records.isEmpty {
             self.delegate.consumer(KafkaConsumerControl(loop: self), didReceive: records)
         }
     }
 
-    /// Copies the pending messages into one batch, reports the errors among them, and destroys them.
+    /// Copies `messages` into one batch, reports the errors among them, and destroys them.
     ///
     /// This is the per-record hot path: one allocation for all keys and values of the batch, one for the
     /// records, and no per-record allocation unless a record has headers.
-    private func takeRecords() -> [KafkaRecord] {
-        var messages: [UnsafeMutablePointer<rd_kafka_message_t>] = []
-        swap(&messages, &self.pending)
+    private func takeRecords(_ messages: [UnsafeMutablePointer<rd_kafka_message_t>]) -> [KafkaRecord] {
         defer {
             for message in messages {
                 rd_kafka_message_destroy(message)
             }
-            messages.removeAll(keepingCapacity: true)
-            swap(&messages, &self.pending)
         }
         var capacity = 0
         for message in messages where message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -190,8 +189,6 @@ final class ConsumerLoop: @unchecked Sendable {
         var topics: [String] = []
         var topicHandles: [OpaquePointer?] = []
         var topic = -1
-        var topicIndices: [Int] = []
-        topicIndices.reserveCapacity(messages.count)
         let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
             let base = UnsafeMutableRawBufferPointer(buffer)
             var end = 0
@@ -227,8 +224,7 @@ final class ConsumerLoop: @unchecked Sendable {
                         KafkaTimestamp(kind: .logAppendTime, millisecondsSinceEpoch: milliseconds)
                     default: nil
                     }
-                slots.append(.init(key: key, value: value, headers: firstHeader..<headers.count, timestamp: timestamp))
-                topicIndices.append(topic)
+                slots.append(.init(key: key, value: value, headers: firstHeader..<headers.count, topic: topic, timestamp: timestamp))
             }
             initialized = end
         }
@@ -241,10 +237,7 @@ final class ConsumerLoop: @unchecked Sendable {
                 self.report(message)
                 continue
             }
-            records.append(KafkaRecord(
-                partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index,
-                topicIndex: topicIndices[index]
-            ))
+            records.append(KafkaRecord(partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index))
             index += 1
         }
         return records

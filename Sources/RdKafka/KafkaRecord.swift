@@ -55,12 +55,13 @@ public struct KafkaRecord: Sendable {
     /// The record's topic's position in its batch's storage.
     @usableFromInline let topicIndex: Int32
 
-    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int, topicIndex: Int) {
+    /// The record in slot `index` of `storage`.
+    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int) {
         self.partition = partition
         self.index = Int32(index)
         self.offset = offset
         self.storage = storage
-        self.topicIndex = Int32(topicIndex)
+        self.topicIndex = Int32(storage.slots[index].topic)
     }
 
     @inlinable var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }
@@ -102,19 +103,22 @@ public struct KafkaRecord: Sendable {
 }
 
 /// The contents of one poll batch: keys and values back to back, copied once out of librdkafka, the headers of
-/// all its records, their topics, and where each record's parts are (its topic's position is in the record).
+/// all its records, their topics, and where each record's parts are.
 @usableFromInline final class KafkaBatchStorage: Sendable {
-    /// Where one record's parts live in the storage, and its timestamp.
+    /// Where one record's parts live in the storage, its topic and its timestamp.
     @usableFromInline struct RecordSlot: Sendable {
         @usableFromInline var key: Range<Int>?
         @usableFromInline var value: Range<Int>?
         @usableFromInline var headers: Range<Int>
+        /// Its topic's position in ``KafkaBatchStorage/topics`` (which the record keeps too).
+        var topic: Int
         @usableFromInline var timestamp: KafkaTimestamp?
 
-        init(key: Range<Int>?, value: Range<Int>?, headers: Range<Int>, timestamp: KafkaTimestamp?) {
+        init(key: Range<Int>?, value: Range<Int>?, headers: Range<Int>, topic: Int, timestamp: KafkaTimestamp?) {
             self.key = key
             self.value = value
             self.headers = headers
+            self.topic = topic
             self.timestamp = timestamp
         }
 
