@@ -1,5 +1,5 @@
 @testable import Conveyor
-import RdKafka
+@testable import RdKafka
 import Synchronization
 import Testing
 
@@ -14,6 +14,37 @@ struct OffsetTrackerTests {
             tickets[offset] = tracker.dispatch(self.partition, offset: offset)
         }
         return tickets
+    }
+
+    /// A poll batch as the consumer hands it over, one record per `(topic, partition, offset)`, without payloads.
+    private func batch(_ records: [(topic: String, partition: Int32, offset: Int64)]) -> [KafkaRecord] {
+        let topics = Array(Set(records.map(\.topic))).sorted()
+        let storage = KafkaBatchStorage(
+            bytes: [], headers: [], topics: topics,
+            slots: records.map { .init(key: nil, value: nil, headers: 0..<0, topic: topics.firstIndex(of: $0.topic)!, timestamp: nil) }
+        )
+        return records.enumerated().map { KafkaRecord(partition: $1.partition, offset: $1.offset, storage: storage, index: $0) }
+    }
+
+    @Test("A poll batch gets tickets per partition run; unassigned, excluded and already dispatched records get none")
+    func batchDispatch() throws {
+        let tracker = OffsetTracker()
+        let other = TopicPartition("t", 1)
+        tracker.assign(self.partition)
+        tracker.assign(other)
+        let records = self.batch([
+            ("t", 0, 5), ("t", 0, 6), ("t", 1, 0), ("u", 0, 3), ("t", 0, 7), ("t", 1, 1), ("t", 1, 1), ("t", 0, 4), ("t", 0, 8),
+        ])
+        // Excluded like records of a retry topic that are not due: the first of its partition and every later one.
+        let tickets = tracker.dispatch(records, excluding: [4, 8])
+        #expect(tickets.map { $0?.sequence } == [0, 1, 0, nil, nil, 1, nil, nil, nil],
+                "u[0] is not assigned, t[0]@7 and @8 are excluded, t[1]@1 again and t[0]@4 are not past what was dispatched")
+        tracker.finish(tickets.compactMap { $0 })
+        #expect(Set(tracker.takeCommittable()) == [
+            TopicPartitionOffset(self.partition, offset: 7), TopicPartitionOffset(other, offset: 2),
+        ], "nothing committed past the excluded records")
+        #expect(tracker.dispatch(self.partition, offset: 6) == nil, "a redelivery of a dispatched record is refused")
+        #expect(tracker.dispatch(self.partition, offset: 7)?.sequence == 2, "an excluded record comes again and runs")
     }
 
     @Test("Out-of-order completions commit only the finished prefix")
