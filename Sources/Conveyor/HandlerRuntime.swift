@@ -232,9 +232,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         var count = 0
         let tickets = self.state.withLock { state in
             let tickets = state.tracker.dispatch(records, excluding: notDue)
-            for ticket in tickets where ticket != nil {
-                count += 1
-            }
+            count = tickets.count { $0 != nil }
             state.inFlight += count
             return tickets
         }
@@ -423,7 +421,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                     self.report(progress)
                     handled = await self.quarantine(run[position], record: record, ticket: ticket, crashes: count)
                 } else {
-                    while topicRun + 1 < run.topics.count, run.topics[topicRun + 1].position <= position {
+                    while !run.positions(ofTopicRun: topicRun).contains(position) {
                         topicRun += 1
                     }
                     if topicRun != journalTopicRun {

@@ -27,6 +27,11 @@ struct LaneRun: Sendable {
     /// The number of records.
     var count: Int { self.indices.count }
 
+    /// The positions of the records of topic run `index` (see ``topics``).
+    func positions(ofTopicRun index: Int) -> Range<Int> {
+        self.topics[index].position..<(index + 1 < self.topics.count ? self.topics[index + 1].position : self.count)
+    }
+
     /// The record at `position` of the run.
     subscript(position: Int) -> KafkaRecord { self.batch[self.indices[position]] }
 
@@ -151,14 +156,11 @@ final class LaneRunProgress: Sendable {
             }
         }
         // Attempts by topic: the records of each topic run in the range, less those not attempted here.
-        for (index, run) in self.run.topics.enumerated() {
-            let end = index + 1 < self.run.topics.count ? self.run.topics[index + 1].position : self.run.count
-            let lower = max(run.position, range.lowerBound)
-            let upper = min(end, range.upperBound)
-            guard lower < upper else { continue }
-            let attempted = (upper - lower) - special.keys.filter((lower..<upper).contains).count
+        for index in self.run.topics.indices {
+            let overlap = self.run.positions(ofTopicRun: index).clamped(to: range)
+            let attempted = overlap.count - special.keys.filter(overlap.contains).count
             if attempted > 0 {
-                report.attemptedByTopic.append((run.topic, attempted))
+                report.attemptedByTopic.append((self.run.topics[index].topic, attempted))
             }
         }
         return report

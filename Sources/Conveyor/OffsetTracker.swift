@@ -182,8 +182,15 @@ final class OffsetTracker {
                 {
                     end += 1
                 }
-                let entries = (start..<end).lazy.filter { !excluded.contains($0) }.map { (position: $0, offset: records[$0].offset) }
-                self.partitions[records[start].topicPartition]?.dispatch(entries, into: &tickets)
+                if let partition = self.partitions[records[start].topicPartition] {
+                    let positions = (start..<end).lazy
+                    if excluded.isEmpty {
+                        partition.dispatch(positions.map { (position: $0, offset: records[$0].offset) }, into: &tickets)
+                    } else {
+                        let included = positions.filter { !excluded.contains($0) }
+                        partition.dispatch(included.map { (position: $0, offset: records[$0].offset) }, into: &tickets)
+                    }
+                }
                 start = end
             }
         }

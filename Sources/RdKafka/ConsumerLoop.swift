@@ -237,7 +237,10 @@ final class ConsumerLoop: @unchecked Sendable {
                 self.report(message)
                 continue
             }
-            records.append(KafkaRecord(partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index))
+            records.append(KafkaRecord(
+                partition: message.pointee.partition, offset: message.pointee.offset, storage: storage, index: index,
+                topicIndex: slots[index].topic
+            ))
             index += 1
         }
         return records

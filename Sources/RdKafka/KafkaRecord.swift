@@ -55,13 +55,14 @@ public struct KafkaRecord: Sendable {
     /// The record's topic's position in its batch's storage.
     @usableFromInline let topicIndex: Int32
 
-    /// The record in slot `index` of `storage`.
-    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int) {
+    /// The record in slot `index` of `storage`, whose topic is `storage.topics[topicIndex]` (given, not read from
+    /// the slot: reading the storage's arrays here would cost reference counting per record).
+    init(partition: Int32, offset: Int64, storage: KafkaBatchStorage, index: Int, topicIndex: Int) {
         self.partition = partition
         self.index = Int32(index)
         self.offset = offset
         self.storage = storage
-        self.topicIndex = Int32(storage.slots[index].topic)
+        self.topicIndex = Int32(topicIndex)
     }
 
     @inlinable var slot: KafkaBatchStorage.RecordSlot { self.storage.slots[Int(self.index)] }

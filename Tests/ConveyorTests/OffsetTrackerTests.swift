@@ -23,7 +23,9 @@ struct OffsetTrackerTests {
             bytes: [], headers: [], topics: topics,
             slots: records.map { .init(key: nil, value: nil, headers: 0..<0, topic: topics.firstIndex(of: $0.topic)!, timestamp: nil) }
         )
-        return records.enumerated().map { KafkaRecord(partition: $1.partition, offset: $1.offset, storage: storage, index: $0) }
+        return records.enumerated().map {
+            KafkaRecord(partition: $1.partition, offset: $1.offset, storage: storage, index: $0, topicIndex: storage.slots[$0].topic)
+        }
     }
 
     @Test("A poll batch gets tickets per partition run; unassigned, excluded and already dispatched records get none")
