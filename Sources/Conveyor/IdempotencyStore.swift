@@ -102,34 +102,16 @@ extension IdempotencyStore {
 
     /// One claim after the other.
     public func claim(_ requests: [ClaimRequest]) async -> [Result<IdempotencyClaim, any Error>] {
-        var results: [Result<IdempotencyClaim, any Error>] = []
-        for request in requests {
-            do {
-                results.append(.success(try await self.claim(
-                    request.key, payloadHash: request.payloadHash, owner: request.owner, lease: request.lease, now: request.now
-                )))
-            } catch {
-                results.append(.failure(error))
-            }
+        await oneAfterTheOther(requests) {
+            try await self.claim($0.key, payloadHash: $0.payloadHash, owner: $0.owner, lease: $0.lease, now: $0.now)
         }
-        return results
     }
 
     /// One completion after the other.
     public func complete(_ requests: [CompletionRequest]) async -> [Result<Void, any Error>] {
-        var results: [Result<Void, any Error>] = []
-        for request in requests {
-            do {
-                try await self.complete(
-                    request.key, payloadHash: request.payloadHash, owner: request.owner, ttl: request.ttl, now: request.now,
-                    effects: request.effects
-                )
-                results.append(.success(()))
-            } catch {
-                results.append(.failure(error))
-            }
+        await oneAfterTheOther(requests) {
+            try await self.complete($0.key, payloadHash: $0.payloadHash, owner: $0.owner, ttl: $0.ttl, now: $0.now, effects: $0.effects)
         }
-        return results
     }
 
     /// Marks `key` completed for `payloadHash` until `now + ttl`, without effects of its own.
@@ -143,4 +125,20 @@ extension Duration {
     var timeInterval: TimeInterval {
         Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
     }
+}
+
+/// `operation` for each request in turn: one result per request, in order.
+private func oneAfterTheOther<Request, Value>(
+    _ requests: [Request], _ operation: (Request) async throws -> Value
+) async -> [Result<Value, any Error>] {
+    var results: [Result<Value, any Error>] = []
+    results.reserveCapacity(requests.count)
+    for request in requests {
+        do {
+            results.append(.success(try await operation(request)))
+        } catch {
+            results.append(.failure(error))
+        }
+    }
+    return results
 }
