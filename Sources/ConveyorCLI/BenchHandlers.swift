@@ -20,6 +20,9 @@ final class BenchProgress: Sendable {
         self.target = Atomic(target)
     }
 
+    /// When the first record was counted.
+    var firstRecord: ContinuousClock.Instant? { self.times.withLock { $0.start } }
+
     /// Sets the count at which ``finished()`` returns.
     func expect(_ target: Int) {
         self.target.store(target, ordering: .relaxed)
