@@ -36,8 +36,9 @@ final class ConsumerLoop: @unchecked Sendable {
 
     private(set) var assignment: Set<TopicPartition> = []
     private(set) var paused: Set<TopicPartition> = []
-    /// Messages read but not yet handed to the delegate.
-    private var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+    /// Messages read but not yet handed to the delegate. Appended to once per message on the poll thread, the only
+    /// thread that touches it (see above), so the dynamic exclusivity check per access is switched off.
+    @exclusivity(unchecked) private var pending: [UnsafeMutablePointer<rd_kafka_message_t>] = []
     /// Topic names by librdkafka topic handle, so that a name is made once, not per record.
     private var topicNames: [OpaquePointer: String] = [:]
     private var isClosing = false
