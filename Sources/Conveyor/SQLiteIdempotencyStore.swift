@@ -36,18 +36,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             }
             // A pool opens the database in WAL mode.
             database = try DatabasePool(path: path, configuration: configuration)
-            try database.write { db in
-                try db.execute(sql: """
-                    CREATE TABLE IF NOT EXISTS conveyor_idempotency_keys (
-                        key TEXT PRIMARY KEY NOT NULL,
-                        completed INTEGER NOT NULL,
-                        owner TEXT NOT NULL,
-                        payload_hash TEXT NOT NULL,
-                        expires_at REAL NOT NULL
-                    ) WITHOUT ROWID;
-                    CREATE INDEX IF NOT EXISTS conveyor_idempotency_keys_expiry ON conveyor_idempotency_keys(expires_at);
-                    """)
-            }
+            try Self.migrator.migrate(database)
         } catch {
             throw ConveyorError(.configuration, "idempotency.store sqlite://\(path): cannot open the database: \(error)")
         }
@@ -63,6 +52,42 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
                 return operations.map { _ in .failure(failure) }
             }
         }
+    }
+
+    /// The keys table's schema, created or migrated at start-up (GRDB records the migrations applied in the file).
+    ///
+    /// Keys live in a rowid table with a unique index on the key: a claim appends its row at the table's end
+    /// and its completion (usually a few batches later) updates it there, so only the key index is written at
+    /// random places. In a table clustered by key (the first schema, `WITHOUT ROWID`) the claim and the
+    /// completion each wrote a random page of the table. Measured: about half the time per key operation.
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("conveyor-idempotency-keys-by-rowid") { db in
+            // A file of an earlier version has its keys in the first schema: they are copied over.
+            let earlier = try db.tableExists("conveyor_idempotency_keys")
+            if earlier {
+                try db.execute(sql: "ALTER TABLE conveyor_idempotency_keys RENAME TO conveyor_idempotency_keys_by_key")
+                try db.execute(sql: "DROP INDEX IF EXISTS conveyor_idempotency_keys_expiry")
+            }
+            try db.execute(sql: """
+                CREATE TABLE conveyor_idempotency_keys (
+                    key TEXT NOT NULL UNIQUE,
+                    completed INTEGER NOT NULL,
+                    owner TEXT NOT NULL,
+                    payload_hash TEXT NOT NULL,
+                    expires_at REAL NOT NULL
+                );
+                CREATE INDEX conveyor_idempotency_keys_expiry ON conveyor_idempotency_keys(expires_at);
+                """)
+            if earlier {
+                try db.execute(sql: """
+                    INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at)
+                        SELECT key, completed, owner, payload_hash, expires_at FROM conveyor_idempotency_keys_by_key;
+                    DROP TABLE conveyor_idempotency_keys_by_key;
+                    """)
+            }
+        }
+        return migrator
     }
 
     /// The database's journal mode (`wal`).

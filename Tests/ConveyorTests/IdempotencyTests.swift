@@ -162,6 +162,44 @@ struct IdempotencyStoreTests {
         #expect(try await reopened.claim("h/kept", payloadHash: "k", owner: "q", lease: .seconds(10), now: Date()) == .completed(payloadHash: "k"))
     }
 
+    @Test("SQLite store: a file of the first schema (keys clustered by key) is migrated once, keeping its keys")
+    func sqliteMigration() async throws {
+        let directory = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/keys.db"
+        let now = Date()
+        // The file as Conveyor wrote it before the migration: its keys table, a handler's table beside it.
+        let first = try DatabaseQueue(path: path)
+        try await first.write { db in
+            try db.execute(sql: """
+                CREATE TABLE conveyor_idempotency_keys (
+                    key TEXT PRIMARY KEY NOT NULL, completed INTEGER NOT NULL, owner TEXT NOT NULL,
+                    payload_hash TEXT NOT NULL, expires_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX conveyor_idempotency_keys_expiry ON conveyor_idempotency_keys(expires_at);
+                CREATE TABLE read_model (id INTEGER PRIMARY KEY);
+                INSERT INTO read_model VALUES (7);
+                """)
+            try db.execute(
+                sql: "INSERT INTO conveyor_idempotency_keys VALUES ('h/done', 1, 'p', 'd', ?), ('h/held', 0, 'p', 'h', ?)",
+                arguments: [(now + 3_600).timeIntervalSince1970, (now + 60).timeIntervalSince1970]
+            )
+        }
+        try await first.close()
+        let store = try SQLiteIdempotencyStore(path: path)
+        #expect(try await store.claim("h/done", payloadHash: "d", owner: "q", lease: .seconds(10), now: now) == .completed(payloadHash: "d"))
+        #expect(try await store.claim("h/held", payloadHash: "h", owner: "q", lease: .seconds(10), now: now) == .inProgress(until: Date(timeIntervalSince1970: (now + 60).timeIntervalSince1970)))
+        #expect(try await store.query("SELECT id FROM read_model", []) == [[.integer(7)]], "a handler's table is left alone")
+        let tables = try await store.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'conveyor%' ORDER BY name", [])
+        #expect(tables == [[.text("conveyor_idempotency_keys")]], "the first table is gone")
+        let schema = try await store.query("SELECT sql FROM sqlite_master WHERE name = 'conveyor_idempotency_keys'", [])
+        #expect(schema.first.map { "\($0)".contains("WITHOUT ROWID") } == false, "keys are in a rowid table now")
+        // Opening it again migrates nothing more.
+        let reopened = try SQLiteIdempotencyStore(path: path)
+        #expect(try await reopened.claim("h/new", payloadHash: "n", owner: "q", lease: .seconds(10), now: now) == .claimed)
+        #expect(try await reopened.query("SELECT count(*) FROM conveyor_idempotency_keys", []) == [[.integer(3)]])
+    }
+
     @Test("SQLite store: transactional effects commit with the completion, only under a live claim")
     func sqliteTransactions() async throws {
         let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
