@@ -32,9 +32,10 @@ extension KeyOperation {
 /// the next one, and each caller resumes with its own results when its batch is done. A caller may submit a group
 /// of operations (a lane's claims, say) that goes into one batch.
 ///
-/// A batch holds at most one operation per key: a key's later operations wait for the next batch, so they are
-/// applied in arrival order and each sees the ones before it. The writer may then apply a batch's operations in any
-/// order (by kind, as set-based statements) without changing what anyone sees.
+/// A writer that applies a batch's operations one after the other, in the batch's order (SQLite), may get several
+/// operations of one key in a batch: they are in arrival order. For a writer that applies them in any order (by
+/// kind, as set-based statements: PostgreSQL), a batch holds at most one operation per key (`distinctKeys`): a
+/// key's later operations wait for the next batch, so each sees the ones before it.
 final class GroupCommit: Sendable {
     /// Applies a batch: one result per operation, in the batch's order (`nil` for completions and releases).
     typealias Writer = @Sendable ([KeyOperation]) async -> [Result<IdempotencyClaim?, any Error>]
@@ -52,12 +53,15 @@ final class GroupCommit: Sendable {
     }
 
     private let maxBatch: Int
+    private let distinctKeys: Bool
     private let write: Writer
     private let queue = Mutex(Queue())
 
-    /// A queue whose batches hold at most `maxBatch` operations (or one larger group), written by `write`.
-    init(maxBatch: Int, write: @escaping Writer) {
+    /// A queue whose batches hold at most `maxBatch` operations (or one larger group), written by `write`; with
+    /// `distinctKeys`, at most one operation per key.
+    init(maxBatch: Int, distinctKeys: Bool, write: @escaping Writer) {
         self.maxBatch = max(1, maxBatch)
+        self.distinctKeys = distinctKeys
         self.write = write
     }
 
@@ -66,9 +70,12 @@ final class GroupCommit: Sendable {
         try await self.submit([operation])[0].get()
     }
 
-    /// Queues operations for the next batches and returns their results, in order. Operations on distinct keys go
-    /// into one batch; a key's second operation goes into a later one.
+    /// Queues operations for the next batches and returns their results, in order. They go into one batch, except
+    /// under `distinctKeys`, where a key's second operation goes into a later one.
     func submit(_ operations: [KeyOperation]) async -> Results {
+        guard self.distinctKeys else {
+            return await self.enqueue(operations)
+        }
         var rounds: [[(index: Int, operation: KeyOperation)]] = []
         var seen: [String: Int] = [:]
         for (index, operation) in operations.enumerated() {
@@ -89,7 +96,7 @@ final class GroupCommit: Sendable {
         return results
     }
 
-    /// Queues operations on distinct keys, starting a writer if none is running.
+    /// Queues a group of operations for one batch, starting a writer if none is running.
     private func enqueue(_ operations: [KeyOperation]) async -> Results {
         await withCheckedContinuation { continuation in
             let startWriter = self.queue.withLock { queue in
@@ -115,13 +122,25 @@ final class GroupCommit: Sendable {
         }
     }
 
-    /// Takes the next batch off the queue: the oldest groups whose keys are not in it yet, up to `maxBatch`
-    /// operations (the first group always goes); `nil` (and the writer stops) when nothing waits.
+    /// Takes the next batch off the queue: the oldest groups (under `distinctKeys`, those whose keys are not in it
+    /// yet), up to `maxBatch` operations (the first group always goes); `nil` (and the writer stops) when nothing
+    /// waits.
     private func nextBatch() -> [Waiter]? {
         self.queue.withLock { queue in
             guard !queue.waiting.isEmpty else {
                 queue.isWriting = false
                 return nil
+            }
+            guard self.distinctKeys else {
+                var count = 0
+                var taken = 0
+                for waiter in queue.waiting {
+                    guard taken == 0 || count + waiter.operations.count <= self.maxBatch else { break }
+                    count += waiter.operations.count
+                    taken += 1
+                }
+                defer { queue.waiting.removeFirst(taken) }
+                return Array(queue.waiting.prefix(taken))
             }
             var batch: [Waiter] = []
             var rest: [Waiter] = []

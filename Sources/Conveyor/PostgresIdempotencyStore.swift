@@ -35,7 +35,7 @@ public final class PostgresIdempotencyStore: IdempotencyStore, GroupCommitting {
         let writer = PostgresConnectionSlot(configuration: configuration, store: self.name, logger: logger)
         self.writer = writer
         self.reader = PostgresConnectionSlot(configuration: configuration, store: self.name, logger: logger)
-        self.commits = GroupCommit(maxBatch: 2_048) { operations in
+        self.commits = GroupCommit(maxBatch: 2_048, distinctKeys: true) { operations in
             await PostgresBatch(operations: operations).write(on: writer, logger: logger)
         }
         try await self.migrate()

@@ -41,7 +41,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             throw ConveyorError(.configuration, "idempotency.store sqlite://\(path): cannot open the database: \(error)")
         }
         self.database = database
-        self.commits = GroupCommit(maxBatch: 4_096) { operations in
+        self.commits = GroupCommit(maxBatch: 4_096, distinctKeys: false) { operations in
             do {
                 return try await database.write { db in
                     let statements = try Statements(db)
