@@ -7,7 +7,8 @@ import Synchronization
 /// write-ahead log lets them read while one writes; writes wait up to 5 s for each other).
 ///
 /// Claims, completions and releases are group-committed (see ``GroupCommit``): the operations that arrive while a
-/// transaction is being written go together into the next one, and each caller resumes when it committed.
+/// transaction is being written go together into the next one, and each caller resumes when it committed; in the
+/// transaction, runs of claims and of completions are written many rows per statement (see ``SQLiteKeyWriter``).
 /// Transactional effects run in that transaction too, each inside a savepoint of its own, so one failing effect
 /// fails only its record.
 public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
@@ -43,10 +44,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
         self.database = database
         self.commits = GroupCommit(maxBatch: 4_096, distinctKeys: false) { operations in
             do {
-                return try await database.write { db in
-                    let statements = try Statements(db)
-                    return try operations.map { try Self.apply($0, in: db, with: statements) }
-                }
+                return try await database.write { db in try SQLiteKeyWriter(db).apply(operations) }
             } catch {
                 let failure = ConveyorError(.idempotencyStore, "idempotency store sqlite://\(path): \(error)", isRetryable: true)
                 return operations.map { _ in .failure(failure) }
@@ -95,92 +93,6 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
         get throws { try self.database.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") ?? "" } }
     }
 
-    /// The statements of key operations, looked up once per batch.
-    private struct Statements {
-        let claim: Statement
-        let state: Statement
-        let complete: Statement
-
-        init(_ db: Database) throws {
-            // One statement takes a new key, an expired one, or this owner's own claim again; otherwise the row
-            // says who holds it.
-            self.claim = try db.cachedStatement(sql: """
-                INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at) VALUES (?, 0, ?, ?, ?)
-                ON CONFLICT (key) DO UPDATE SET completed = 0, owner = excluded.owner,
-                    payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
-                WHERE expires_at <= ? OR (completed = 0 AND owner = excluded.owner)
-                """)
-            self.state = try db.cachedStatement(
-                sql: "SELECT completed, payload_hash, expires_at FROM conveyor_idempotency_keys WHERE key = ?"
-            )
-            // An upsert changes the claimed row in place (INSERT OR REPLACE would delete and insert it).
-            self.complete = try db.cachedStatement(sql: """
-                INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at) VALUES (?, 1, ?, ?, ?)
-                ON CONFLICT (key) DO UPDATE SET completed = 1, owner = excluded.owner,
-                    payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
-                """)
-        }
-
-        /// Releases are rare (failed handlers): looked up when needed.
-        func release(_ db: Database) throws -> Statement {
-            try db.cachedStatement(sql: "DELETE FROM conveyor_idempotency_keys WHERE key = ? AND completed = 0 AND owner = ?")
-        }
-    }
-
-
-    /// Applies one operation inside the batch's transaction. An error of a transactional effect is its record's
-    /// result; any other error fails the whole batch.
-    private static func apply(
-        _ operation: KeyOperation, in db: Database, with statements: Statements
-    ) throws -> Result<IdempotencyClaim?, any Error> {
-        switch operation {
-        case .claim(let key, let payloadHash, let owner, let lease, let now):
-            try statements.claim.execute(
-                arguments: [key, owner, payloadHash, (now + lease.timeInterval).timeIntervalSince1970, now.timeIntervalSince1970]
-            )
-            if db.changesCount == 1 {
-                return .success(.claimed)
-            }
-            let row = try Row.fetchOne(statements.state, arguments: [key])
-            guard let row else { return .success(.inProgress(until: now)) }
-            let expires = Date(timeIntervalSince1970: row["expires_at"])
-            let completed: Bool = row["completed"]
-            return .success(completed ? .completed(payloadHash: row["payload_hash"]) : .inProgress(until: expires))
-        case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects) where effects.isEmpty:
-            try statements.complete.execute(
-                arguments: [key, owner, payloadHash, (now + ttl.timeInterval).timeIntervalSince1970]
-            )
-            return .success(nil)
-        case .complete(let key, let payloadHash, let owner, let ttl, let now, let effects):
-            var result: Result<IdempotencyClaim?, any Error> = .success(nil)
-            try db.inSavepoint {
-                try db.cachedStatement(sql: """
-                    UPDATE conveyor_idempotency_keys SET completed = 1, payload_hash = ?, expires_at = ?
-                    WHERE key = ? AND owner = ? AND completed = 0
-                    """).execute(arguments: [payloadHash, (now + ttl.timeInterval).timeIntervalSince1970, key, owner])
-                guard db.changesCount == 1 else {
-                    result = .failure(ConveyorError(
-                        .idempotencyClaimLost, "idempotency key \(key) is no longer claimed by this process"
-                    ))
-                    return .rollback
-                }
-                do {
-                    for effect in effects {
-                        try db.execute(sql: effect.sql, arguments: StatementArguments(effect.arguments.map(\.databaseValue)))
-                    }
-                    return .commit
-                } catch {
-                    result = .failure(error)
-                    return .rollback
-                }
-            }
-            return result
-        case .release(let key, let owner):
-            try statements.release(db).execute(arguments: [key, owner])
-            return .success(nil)
-        }
-    }
-
     public func purgeExpired(now: Date) async throws -> Int {
         try await self.database.write { db in
             try db.execute(
@@ -209,7 +121,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
 
 extension SQLValue {
     /// The value as GRDB binds it.
-    fileprivate var databaseValue: DatabaseValue {
+    var databaseValue: DatabaseValue {
         switch self {
         case .null: .null
         case .integer(let value): value.databaseValue
@@ -220,7 +132,7 @@ extension SQLValue {
     }
 
     /// A value GRDB read.
-    fileprivate init(_ value: DatabaseValue) {
+    init(_ value: DatabaseValue) {
         switch value.storage {
         case .null: self = .null
         case .int64(let value): self = .integer(value)

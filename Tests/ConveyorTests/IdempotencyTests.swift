@@ -137,11 +137,59 @@ private func checkSemantics(of store: any IdempotencyStore) async throws {
     #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .completed(payloadHash: "1"), "h/a kept")
 }
 
+/// Whether `claim` says another owner holds the key until `until` (to the millisecond: stores keep times less
+/// precisely than `Date`).
+private func isHeld(_ claim: IdempotencyClaim, until: Date) -> Bool {
+    guard case .inProgress(let held) = claim else { return false }
+    return abs(held.timeIntervalSince(until)) < 0.001
+}
+
+/// The semantics of batches (a lane's claims made ahead, its completions written together), as every store must
+/// answer them: each request as it would be answered alone, in order, also in runs longer than one statement.
+private func checkBatches(of store: any IdempotencyStore) async throws {
+    let now = Date()
+    try await store.complete("b/done", payloadHash: "d", owner: "q", ttl: .seconds(100), now: now)
+    #expect(try await store.claim("b/held", payloadHash: "h", owner: "q", lease: .seconds(100), now: now) == .claimed)
+    #expect(try await store.claim("b/expired", payloadHash: "e", owner: "q", lease: .seconds(1), now: now - 10) == .claimed)
+    #expect(try await store.claim("b/mine", payloadHash: "m", owner: "p", lease: .seconds(100), now: now) == .claimed)
+    // 150 new keys (more than one statement's rows) with the four known ones among them.
+    var keys = (0..<150).map { "b/new\($0)" }
+    keys.insert(contentsOf: ["b/done", "b/held"], at: 70)
+    keys.insert(contentsOf: ["b/expired", "b/mine"], at: 130)
+    let claims = try await store.claim(keys.map {
+        ClaimRequest(key: $0, payloadHash: "x", owner: "p", lease: .seconds(100), now: now)
+    }).map { try $0.get() }
+    for (key, claim) in zip(keys, claims) {
+        switch key {
+        case "b/done": #expect(claim == .completed(payloadHash: "d"))
+        case "b/held": #expect(isHeld(claim, until: now + 100), "\(claim)")
+        default: #expect(claim == .claimed, "\(key): a new key, an expired claim, or the owner's own claim again")
+        }
+    }
+    // Completions of all but the two not claimed, in one batch (over several statements).
+    let completed = keys.filter { $0 != "b/done" && $0 != "b/held" }
+    let results = await store.complete(completed.map {
+        CompletionRequest(key: $0, payloadHash: "x", owner: "p", ttl: .seconds(100), now: now)
+    })
+    #expect(results.allSatisfy { (try? $0.get()) != nil })
+    let again = try await store.claim(keys.map {
+        ClaimRequest(key: $0, payloadHash: "x", owner: "r", lease: .seconds(100), now: now + 1)
+    }).map { try $0.get() }
+    for (key, claim) in zip(keys, again) {
+        switch key {
+        case "b/done": #expect(claim == .completed(payloadHash: "d"))
+        case "b/held": #expect(isHeld(claim, until: now + 100), "\(claim)")
+        default: #expect(claim == .completed(payloadHash: "x"), "\(key)")
+        }
+    }
+}
+
 @Suite("Idempotency stores")
 struct IdempotencyStoreTests {
-    @Test("Memory store: claim, held, lease takeover, complete, duplicate, release, purge; bounded")
+    @Test("Memory store: claim, held, lease takeover, complete, duplicate, release, purge, batches; bounded")
     func memory() async throws {
         try await checkSemantics(of: MemoryIdempotencyStore())
+        try await checkBatches(of: MemoryIdempotencyStore())
         let small = MemoryIdempotencyStore(capacity: 3)
         let now = Date()
         for index in 0..<5 {
@@ -151,12 +199,13 @@ struct IdempotencyStoreTests {
         #expect(try await small.claim("h/x4", payloadHash: "x", owner: "p", lease: .seconds(10), now: now) == .completed(payloadHash: "x"))
     }
 
-    @Test("SQLite store: the same semantics, in WAL mode, surviving a reopen")
+    @Test("SQLite store: the same semantics and batches, in WAL mode, surviving a reopen")
     func sqlite() async throws {
         let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
         let store = try SQLiteIdempotencyStore(path: path)
         #expect(try store.journalMode == "wal")
         try await checkSemantics(of: store)
+        try await checkBatches(of: store)
         try await store.complete("h/kept", payloadHash: "k", owner: "p", ttl: .seconds(3_600), now: Date())
         let reopened = try SQLiteIdempotencyStore(path: path)
         #expect(try await reopened.claim("h/kept", payloadHash: "k", owner: "q", lease: .seconds(10), now: Date()) == .completed(payloadHash: "k"))
@@ -206,7 +255,7 @@ struct IdempotencyStoreTests {
         try await checkTransactions(of: try SQLiteIdempotencyStore(path: path))
     }
 
-    @Test("PostgreSQL store: the same semantics and transactions; the table is migrated once by concurrent starts")
+    @Test("PostgreSQL store: the same semantics, batches and transactions; the table is migrated once by concurrent starts")
     func postgres() async throws {
         let server = try #require(PostgresTestDatabase.serverURL, "\(PostgresTestDatabase.missing)")
         let database = try await PostgresTestDatabase(serverURL: server)
@@ -219,6 +268,7 @@ struct IdempotencyStoreTests {
         }
         #expect(try await database.query("SELECT version::text FROM conveyor_schema_migrations") == [["1"]])
         try await checkSemantics(of: stores[0])
+        try await checkBatches(of: stores[2])
         try await checkTransactions(of: stores[1])
         // Claims of one key by two stores at once: exactly one wins.
         let claims = try await withThrowingTaskGroup(of: IdempotencyClaim.self) { group in
