@@ -134,24 +134,27 @@ struct SQLiteKeyWriter {
     }
 
     /// The claim statement of `n` rows, by `n`: `?1` the owner, `?2` the lease's end, `?3` the time of the claim,
-    /// then each row's key and payload hash.
+    /// then each row's key and payload hash. A new key, an expired one or this owner's own claim is taken.
     private static let claimSQL: [String] = (0...rowsPerStatement).map { rows in
-        let values = (0..<rows).map { "(?\(4 + 2 * $0), 0, ?1, ?\(5 + 2 * $0), ?2)" }.joined(separator: ", ")
-        return """
-            INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at) VALUES \(values)
-            ON CONFLICT (key) DO UPDATE SET completed = 0, owner = excluded.owner,
-                payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
-            WHERE expires_at <= ?3 OR (completed = 0 AND owner = excluded.owner)
-            """
+        upsert(rows: rows, completed: 0, where: "WHERE expires_at <= ?3 OR (completed = 0 AND owner = excluded.owner)") {
+            "(?\(4 + 2 * $0), 0, ?1, ?\(5 + 2 * $0), ?2)"
+        }
     }
 
     /// The completion statement of `n` rows, by `n`: `?1` the owner, then each row's key, payload hash and expiry.
     private static let completeSQL: [String] = (0...rowsPerStatement).map { rows in
-        let values = (0..<rows).map { "(?\(2 + 3 * $0), 1, ?1, ?\(3 + 3 * $0), ?\(4 + 3 * $0))" }.joined(separator: ", ")
-        return """
-            INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at) VALUES \(values)
-            ON CONFLICT (key) DO UPDATE SET completed = 1, owner = excluded.owner,
-                payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
-            """
+        upsert(rows: rows, completed: 1, where: "") { "(?\(2 + 3 * $0), 1, ?1, ?\(3 + 3 * $0), ?\(4 + 3 * $0))" }
+    }
+
+    /// An upsert of `rows` rows (each one's values given by `row`) that sets a row of an existing key to
+    /// `completed` with the new owner, payload hash and expiry, where the `where` clause allows it.
+    private static func upsert(rows: Int, completed: Int, where condition: String, row: (Int) -> String) -> String {
+        """
+        INSERT INTO conveyor_idempotency_keys (key, completed, owner, payload_hash, expires_at)
+        VALUES \((0..<rows).map(row).joined(separator: ", "))
+        ON CONFLICT (key) DO UPDATE SET completed = \(completed), owner = excluded.owner,
+            payload_hash = excluded.payload_hash, expires_at = excluded.expires_at
+        \(condition)
+        """
     }
 }
