@@ -14,11 +14,21 @@ import Synchronization
 public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     private let database: DatabasePool
     let commits: GroupCommit
+    /// When ``purgeExpired(now:)`` last swept the table for expired claims.
+    private let lastSweep = Mutex<Date?>(nil)
+    /// Rows of the table one transaction of the sweep for expired claims scans.
+    private let sweepChunk: Int64
 
     /// Opens (creating if needed) the database at `path`, in WAL mode, with the keys table.
     ///
     /// - Throws: ``ConveyorError/Code/configuration`` naming the store and why it cannot be opened.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, sweepChunk: 100_000)
+    }
+
+    /// ``init(path:)`` with the rows one transaction of the sweep for expired claims scans.
+    init(path: String, sweepChunk: Int64) throws {
+        self.sweepChunk = sweepChunk
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
@@ -41,7 +51,13 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             }
             // A pool opens the database in WAL mode.
             database = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(database)
+            do {
+                try Self.migrator.migrate(database)
+            } catch {
+                // Processes that open a new file together race to migrate it (GRDB's migrator reads what was applied
+                // before it takes the write lock): the loser's migration rolls back whole, the winner's counts.
+                guard try database.read(Self.migrator.hasCompletedMigrations) else { throw error }
+            }
         } catch {
             throw ConveyorError(.configuration, "idempotency.store sqlite://\(path): cannot open the database: \(error)")
         }
@@ -61,7 +77,9 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     /// Keys live in a rowid table with a unique index on the key: a claim appends its row at the table's end
     /// and its completion (usually a few batches later) updates it there, so only the key index is written at
     /// random places. In a table clustered by key (the first schema, `WITHOUT ROWID`) the claim and the
-    /// completion each wrote a random page of the table. Measured: about half the time per key operation.
+    /// completion each wrote a random page of the table. The expiry index holds completed keys only: a claim
+    /// does not enter it and its completion does not move an entry (expired claims are swept by a scan, see
+    /// ``purgeExpired(now:)``).
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("conveyor-idempotency-keys-by-rowid") { db in
@@ -79,7 +97,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
                     payload_hash TEXT NOT NULL,
                     expires_at REAL NOT NULL
                 );
-                CREATE INDEX conveyor_idempotency_keys_expiry ON conveyor_idempotency_keys(expires_at);
+                CREATE INDEX conveyor_idempotency_keys_expiry ON conveyor_idempotency_keys(expires_at) WHERE completed = 1;
                 """)
             if earlier {
                 try db.execute(sql: """
@@ -97,14 +115,53 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
         get throws { try self.database.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") ?? "" } }
     }
 
+    /// Removes completed keys whose time to live ended (through the expiry index), and expired claims (left by
+    /// processes that died, or released late): those are not in the index, so the table is scanned for them, in
+    /// chunks of 100,000 rows, each in a transaction of its own so that claims and completions go on
+    /// between them; at the first call and then at most every ``sweepInterval`` (an expired claim does no harm
+    /// meanwhile: the next claim of its key takes it over).
     public func purgeExpired(now: Date) async throws -> Int {
-        try await self.database.write { db in
+        var purged = try await self.database.write { db in
             try db.execute(
-                sql: "DELETE FROM conveyor_idempotency_keys WHERE expires_at <= ?", arguments: [now.timeIntervalSince1970]
+                sql: "DELETE FROM conveyor_idempotency_keys WHERE completed = 1 AND expires_at <= ?",
+                arguments: [now.timeIntervalSince1970]
             )
             return db.changesCount
         }
+        let sweeps = self.lastSweep.withLock { last in
+            guard last.map({ now.timeIntervalSince($0) >= Self.sweepInterval.timeInterval }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard sweeps else { return purged }
+        var next: Int64 = 0
+        var more = true
+        while more {
+            let start = next
+            let chunk = try await self.database.write { db in
+                try db.execute(
+                    sql: """
+                        DELETE FROM conveyor_idempotency_keys
+                        WHERE rowid > ? AND rowid <= ? AND completed = 0 AND expires_at <= ?
+                        """,
+                    arguments: [start, start + self.sweepChunk, now.timeIntervalSince1970]
+                )
+                let purged = db.changesCount
+                let more = try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM conveyor_idempotency_keys WHERE rowid > ?)",
+                    arguments: [start + self.sweepChunk]
+                ) ?? false
+                return (purged: purged, more: more)
+            }
+            purged += chunk.purged
+            more = chunk.more
+            next += self.sweepChunk
+        }
+        return purged
     }
+
+    /// The least time between two sweeps for expired claims.
+    static let sweepInterval = Duration.seconds(600)
 
     public func prepare(schema: [String]) async throws {
         try await self.database.write { db in

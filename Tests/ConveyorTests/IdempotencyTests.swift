@@ -249,6 +249,40 @@ struct IdempotencyStoreTests {
         #expect(try await reopened.query("SELECT count(*) FROM conveyor_idempotency_keys", []) == [[.integer(3)]])
     }
 
+    @Test("SQLite store: expired claims are swept in chunks of rows, at the first purge and then every 10 minutes")
+    func sqliteSweep() async throws {
+        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let store = try SQLiteIdempotencyStore(path: path, sweepChunk: 7)
+        let now = Date()
+        // 40 keys in table order: every fourth completed (half of those expired), the others claimed (every
+        // third of those with an expired lease).
+        var expired: Set<String> = []
+        for index in 0..<40 {
+            let key = "s/\(index)"
+            if index % 4 == 0 {
+                let ttl: Duration = index % 8 == 0 ? .seconds(5) : .seconds(5_000)
+                try await store.complete(key, payloadHash: "c", owner: "p", ttl: ttl, now: now)
+                if index % 8 == 0 { expired.insert(key) }
+            } else {
+                let lease: Duration = index % 3 == 0 ? .seconds(5) : .seconds(5_000)
+                #expect(try await store.claim(key, payloadHash: "c", owner: "p", lease: lease, now: now) == .claimed)
+                if index % 3 == 0 { expired.insert(key) }
+            }
+        }
+        #expect(try await store.purgeExpired(now: now + 10) == expired.count, "every expired key, over 6 chunks")
+        let left = try await store.query("SELECT key FROM conveyor_idempotency_keys", []).compactMap { row -> String? in
+            if case .text(let key) = row.first { key } else { nil }
+        }
+        #expect(Set(left) == Set((0..<40).map { "s/\($0)" }).subtracting(expired), "only those")
+        // A claim that expires now waits for the next sweep, 10 minutes after the last one; completed keys do not.
+        #expect(try await store.claim("s/late", payloadHash: "l", owner: "p", lease: .seconds(1), now: now + 10) == .claimed)
+        try await store.complete("s/done", payloadHash: "d", owner: "p", ttl: .seconds(1), now: now + 10)
+        #expect(try await store.purgeExpired(now: now + 20) == 1, "the completed key only")
+        #expect(try await store.purgeExpired(now: now + 600) == 0, "not swept again before 10 minutes")
+        #expect(try await store.purgeExpired(now: now + 620) == 1, "the claim, at the next sweep")
+        #expect(try await store.query("SELECT count(*) FROM conveyor_idempotency_keys WHERE key = 's/late'", []) == [[.integer(0)]])
+    }
+
     @Test("SQLite store: transactional effects commit with the completion, only under a live claim")
     func sqliteTransactions() async throws {
         let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
