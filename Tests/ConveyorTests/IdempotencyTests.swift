@@ -118,6 +118,31 @@ private func keyed(_ topic: String, key: String?, value: String) -> KafkaProduce
     )
 }
 
+/// A path for a new SQLite keys database, in a directory of its own.
+private func newKeysPath() -> String {
+    NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+}
+
+/// A new SQLite store, and a second connection to its file that may take the database's write lock (as another
+/// process would) to make the store's writes fail.
+private func storeWithLockingConnection() throws -> (SQLiteIdempotencyStore, DatabaseQueue) {
+    let path = newKeysPath()
+    let store = try SQLiteIdempotencyStore(path: path)
+    var unsafe = GRDB.Configuration()
+    unsafe.allowsUnsafeTransactions = true
+    return (store, try DatabaseQueue(path: path, configuration: unsafe))
+}
+
+/// An embedded broker with `topic` (one partition) and its dead-letter topic; `topic` holds `count` records
+/// `v<n>` with idempotency keys `order-<n>`.
+private func brokerWithOrders(_ topic: String, count: Int) async throws -> EmbeddedKafka {
+    let kafka = try EmbeddedKafka()
+    try kafka.createTopic(topic, partitions: 1)
+    try kafka.createTopic(topic + ".dlq", partitions: 1)
+    try await produce((0..<count).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+    return kafka
+}
+
 /// The semantics every store must have.
 private func checkSemantics(of store: any IdempotencyStore) async throws {
     let now = Date()
@@ -201,7 +226,7 @@ struct IdempotencyStoreTests {
 
     @Test("SQLite store: the same semantics and batches, in WAL mode, surviving a reopen")
     func sqlite() async throws {
-        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let path = newKeysPath()
         let store = try SQLiteIdempotencyStore(path: path)
         #expect(try store.journalMode == "wal")
         try await checkSemantics(of: store)
@@ -249,9 +274,30 @@ struct IdempotencyStoreTests {
         #expect(try await reopened.query("SELECT count(*) FROM conveyor_idempotency_keys", []) == [[.integer(3)]])
     }
 
+    @Test("SQLite store: stores opening one new file at once all start, and the file is migrated once")
+    func sqliteConcurrentOpen() async throws {
+        // Ten new files, each opened by six stores at once, as processes starting together do (each with its own
+        // connections, each running the migrator): the race is narrow, so it is run often.
+        for _ in 0..<10 {
+            let path = newKeysPath()
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true
+            )
+            let stores = try await withThrowingTaskGroup(of: SQLiteIdempotencyStore.self) { group in
+                for _ in 0..<6 {
+                    group.addTask { try SQLiteIdempotencyStore(path: path) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(try await stores[0].query("SELECT identifier FROM grdb_migrations", []) == [[.text("conveyor-idempotency-keys-by-rowid")]])
+            #expect(try await stores[1].claim("c/1", payloadHash: "1", owner: "p", lease: .seconds(10), now: Date()) == .claimed)
+            #expect(try await stores[5].claim("c/1", payloadHash: "1", owner: "q", lease: .seconds(10), now: Date()) != .claimed, "one table for all")
+        }
+    }
+
     @Test("SQLite store: expired claims are swept in chunks of rows, at the first purge and then every 10 minutes")
     func sqliteSweep() async throws {
-        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let path = newKeysPath()
         let store = try SQLiteIdempotencyStore(path: path, sweepChunk: 7)
         let now = Date()
         // 40 keys in table order: every fourth completed (half of those expired), the others claimed (every
@@ -285,7 +331,7 @@ struct IdempotencyStoreTests {
 
     @Test("SQLite store: transactional effects commit with the completion, only under a live claim")
     func sqliteTransactions() async throws {
-        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
+        let path = newKeysPath()
         try await checkTransactions(of: try SQLiteIdempotencyStore(path: path))
     }
 
@@ -546,17 +592,10 @@ struct IdempotencyRuntimeTests {
 
     @Test("SQLite store locked by another process: fail closed (paused, nothing dead-lettered or committed), then every record once")
     func storeOutage() async throws {
-        let kafka = try EmbeddedKafka()
         let topic = "idem-outage"
-        try kafka.createTopic(topic, partitions: 1)
-        try kafka.createTopic(topic + ".dlq", partitions: 1)
-        try await produce((0..<20).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+        let kafka = try await brokerWithOrders(topic, count: 20)
         // Another connection holds the database's write lock: the store's writes wait 5 s, then fail.
-        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
-        let store = try SQLiteIdempotencyStore(path: path)
-        var unsafe = GRDB.Configuration()
-        unsafe.allowsUnsafeTransactions = true
-        let lock = try DatabaseQueue(path: path, configuration: unsafe)
+        let (store, lock) = try storeWithLockingConnection()
         try lock.inDatabase { try $0.execute(sql: "BEGIN EXCLUSIVE TRANSACTION") }
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: EffectsC.name, idempotency: IdempotencySettings()),
@@ -596,12 +635,9 @@ struct IdempotencyRuntimeTests {
     func postgresOutage() async throws {
         let server = try #require(PostgresTestDatabase.serverURL, "\(PostgresTestDatabase.missing)")
         let database = try await PostgresTestDatabase(serverURL: server)
-        let kafka = try EmbeddedKafka()
         let topic = "idem-pg-outage"
         let records = 60
-        try kafka.createTopic(topic, partitions: 1)
-        try kafka.createTopic(topic + ".dlq", partitions: 1)
-        try await produce((0..<records).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
+        let kafka = try await brokerWithOrders(topic, count: records)
         var configuration = configuration(kafka, topic: topic, handler: TransactionalEffects.name, idempotency: IdempotencySettings())
         configuration.idempotencyStore = database.url
         let supervisor = try Supervisor(configuration: configuration, registry: registry, logger: quietLogger)
@@ -643,17 +679,10 @@ struct IdempotencyRuntimeTests {
 
     @Test("The store fails between a handler and its key's completion: nothing committed, the record runs again, one effect")
     func completionFails() async throws {
-        let kafka = try EmbeddedKafka()
         let topic = "idem-completion-outage"
         let records = 20
-        try kafka.createTopic(topic, partitions: 1)
-        try kafka.createTopic(topic + ".dlq", partitions: 1)
-        try await produce((0..<records).map { keyed(topic, key: "order-\($0)", value: "v\($0)") }, to: kafka)
-        let path = NSTemporaryDirectory() + "conveyor-keys-\(UUID().uuidString)/keys.db"
-        let store = try SQLiteIdempotencyStore(path: path)
-        var unsafe = GRDB.Configuration()
-        unsafe.allowsUnsafeTransactions = true
-        let lock = try DatabaseQueue(path: path, configuration: unsafe)
+        let kafka = try await brokerWithOrders(topic, count: records)
+        let (store, lock) = try storeWithLockingConnection()
         completionLock.withLock { $0 = lock }
         let supervisor = try Supervisor(
             configuration: configuration(kafka, topic: topic, handler: CompletionOutageEffects.name, idempotency: IdempotencySettings()),
