@@ -17,7 +17,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     /// When ``purgeExpired(now:)`` last swept the table for expired claims.
     private let lastSweep = Mutex<Date?>(nil)
     /// Rows of the table one transaction of the sweep for expired claims scans.
-    private let sweepChunk: Int64
+    private let sweepChunk: Int
 
     /// Opens (creating if needed) the database at `path`, in WAL mode, with the keys table.
     ///
@@ -27,7 +27,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     }
 
     /// ``init(path:)`` with the rows one transaction of the sweep for expired claims scans.
-    init(path: String, sweepChunk: Int64) throws {
+    init(path: String, sweepChunk: Int) throws {
         self.sweepChunk = sweepChunk
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
@@ -80,7 +80,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
     /// completion each wrote a random page of the table. The expiry index holds completed keys only: a claim
     /// does not enter it and its completion does not move an entry (expired claims are swept by a scan, see
     /// ``purgeExpired(now:)``).
-    private static var migrator: DatabaseMigrator {
+    private static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("conveyor-idempotency-keys-by-rowid") { db in
             // A file of an earlier version has its keys in the first schema: they are copied over.
@@ -108,7 +108,7 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             }
         }
         return migrator
-    }
+    }()
 
     /// The database's journal mode (`wal`).
     var journalMode: String {
@@ -134,28 +134,21 @@ public final class SQLiteIdempotencyStore: IdempotencyStore, GroupCommitting {
             return true
         }
         guard sweeps else { return purged }
-        var next: Int64 = 0
-        var more = true
-        while more {
-            let start = next
-            let chunk = try await self.database.write { db in
+        // Rows added meanwhile are new claims, not expired ones: the sweep ends at the last row there is now.
+        let last = try await self.database.read { db in
+            try Int64.fetchOne(db, sql: "SELECT max(rowid) FROM conveyor_idempotency_keys") ?? 0
+        }
+        for start in stride(from: Int64(0), to: last, by: self.sweepChunk) {
+            purged += try await self.database.write { db in
                 try db.execute(
                     sql: """
                         DELETE FROM conveyor_idempotency_keys
                         WHERE rowid > ? AND rowid <= ? AND completed = 0 AND expires_at <= ?
                         """,
-                    arguments: [start, start + self.sweepChunk, now.timeIntervalSince1970]
+                    arguments: [start, start + Int64(self.sweepChunk), now.timeIntervalSince1970]
                 )
-                let purged = db.changesCount
-                let more = try Bool.fetchOne(
-                    db, sql: "SELECT EXISTS (SELECT 1 FROM conveyor_idempotency_keys WHERE rowid > ?)",
-                    arguments: [start + self.sweepChunk]
-                ) ?? false
-                return (purged: purged, more: more)
+                return db.changesCount
             }
-            purged += chunk.purged
-            more = chunk.more
-            next += self.sweepChunk
         }
         return purged
     }
@@ -193,7 +186,7 @@ extension SQLValue {
     }
 
     /// A value GRDB read.
-    init(_ value: DatabaseValue) {
+    fileprivate init(_ value: DatabaseValue) {
         switch value.storage {
         case .null: self = .null
         case .int64(let value): self = .integer(value)
