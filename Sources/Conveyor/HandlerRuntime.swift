@@ -240,7 +240,6 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         // are read in place (through a buffer), not copied out of the array, which would cost reference counting.
         var laneOf = [Int](repeating: -1, count: records.count)
         var sizes = [Int](repeating: 0, count: self.pool.concurrency)
-        var runs: [LaneRun] = []
         records.withUnsafeBufferPointer { records in
             self.lanes.withLock { assignment in
                 for index in records.indices where tickets[index] != nil {
@@ -250,7 +249,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 }
             }
         }
-        runs = sizes.map { LaneRun(batch: records, capacity: $0) }
+        var runs = sizes.map { LaneRun(batch: records, capacity: $0) }
         records.withUnsafeBufferPointer { records in
             var lastOfLane = [Int](repeating: -1, count: runs.count)
             for index in records.indices {

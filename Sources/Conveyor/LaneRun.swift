@@ -158,7 +158,7 @@ final class LaneRunProgress: Sendable {
         // Attempts by topic: the records of each topic run in the range, less those not attempted here.
         for index in self.run.topics.indices {
             let overlap = self.run.positions(ofTopicRun: index).clamped(to: range)
-            let attempted = overlap.count - special.keys.filter(overlap.contains).count
+            let attempted = overlap.count - special.keys.count(where: overlap.contains)
             if attempted > 0 {
                 report.attemptedByTopic.append((self.run.topics[index].topic, attempted))
             }
