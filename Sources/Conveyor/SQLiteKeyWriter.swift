@@ -62,13 +62,15 @@ struct SQLiteKeyWriter {
     private func claim(
         _ claims: ArraySlice<KeyOperation>, owner: String, until: Date, now: Date, into results: inout Results
     ) throws {
-        var arguments: [DatabaseValue] = [owner.databaseValue, until.timeIntervalSince1970.databaseValue, now.timeIntervalSince1970.databaseValue]
-        arguments.reserveCapacity(3 + 2 * claims.count)
+        var values = SQLiteRowValues(capacity: 3 + 2 * claims.count, textBytes: owner.utf8.count + 64 * claims.count)
+        values.append(owner)
+        values.append(until.timeIntervalSince1970)
+        values.append(now.timeIntervalSince1970)
         for case .claim(let key, let payloadHash, _, _, _) in claims {
-            arguments.append(key.databaseValue)
-            arguments.append(payloadHash.databaseValue)
+            values.append(key)
+            values.append(payloadHash)
         }
-        try self.db.cachedStatement(sql: Self.claimSQL[claims.count]).execute(arguments: StatementArguments(arguments))
+        try values.execute(try self.db.cachedStatement(sql: Self.claimSQL[claims.count]), in: self.db)
         guard self.db.changesCount < claims.count else {
             results.append(contentsOf: repeatElement(.success(.claimed), count: claims.count))
             return
@@ -95,14 +97,14 @@ struct SQLiteKeyWriter {
     /// Marks the keys of `completions` completed (an upsert changes a claimed row in place; INSERT OR REPLACE would
     /// delete and insert it).
     private func complete(_ completions: ArraySlice<KeyOperation>, owner: String) throws {
-        var arguments: [DatabaseValue] = [owner.databaseValue]
-        arguments.reserveCapacity(1 + 3 * completions.count)
+        var values = SQLiteRowValues(capacity: 1 + 3 * completions.count, textBytes: owner.utf8.count + 64 * completions.count)
+        values.append(owner)
         for case .complete(let key, let payloadHash, _, let ttl, let now, _) in completions {
-            arguments.append(key.databaseValue)
-            arguments.append(payloadHash.databaseValue)
-            arguments.append((now + ttl.timeInterval).timeIntervalSince1970.databaseValue)
+            values.append(key)
+            values.append(payloadHash)
+            values.append((now + ttl.timeInterval).timeIntervalSince1970)
         }
-        try self.db.cachedStatement(sql: Self.completeSQL[completions.count]).execute(arguments: StatementArguments(arguments))
+        try values.execute(try self.db.cachedStatement(sql: Self.completeSQL[completions.count]), in: self.db)
     }
 
     /// Completes `key` with transactional effects, in a savepoint: the statements run and the key completes only
