@@ -401,9 +401,8 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 // A record waits for the pending completions when one of them is of its ordering key (it runs
                 // after its key's earlier record is settled), or when it has no claim made ahead: it may repeat
                 // an idempotency key of the run, whose completion it must see.
-                if !pending.isEmpty,
-                    early[position] == nil || self.orderingKey(of: run[position]).map(pending.keys.contains) == true
-                {
+                let ordering = completes ? self.orderingKey(of: run[position]) : nil
+                if !pending.isEmpty, early[position] == nil || ordering.map(pending.keys.contains) == true {
                     await self.finish(&pending, progress: progress)
                 }
                 if self.parkedKeys.load(ordering: .relaxed) > 0,
@@ -440,7 +439,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                         if let completion {
                             pending.add(
                                 .init(position: position, record: run[position], ticket: ticket, attempt: attempt, completion: completion),
-                                key: self.orderingKey(of: run[position])
+                                key: ordering
                             )
                             if pending.count >= Self.reportGroup {
                                 await self.finish(&pending, progress: progress)

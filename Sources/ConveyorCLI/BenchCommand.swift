@@ -125,22 +125,41 @@ struct BenchCommand: AsyncParsableCommand {
             print("W2 runtime-io (1 ms per record, concurrency 64, \(self.ioRecords) records) " + io.summary)
         }
         if self.idempotentRecords > 0 {
-            try await self.resetIdempotencyStore(logger: logger)
-            let plain = try self.runChild(
-                mode: BenchConsumerCommand.Mode.runtimeNoop.rawValue, bootstrap: kafka.bootstrapServers, topic: topic,
-                round: 100, records: self.idempotentRecords
-            )
-            let keyed = try self.runChildren(
-                self.idempotencyWorkers, mode: BenchConsumerCommand.Mode.runtimeIdempotent.rawValue,
-                bootstrap: kafka.bootstrapServers, topic: topic, round: 101, records: self.idempotentRecords,
-                extra: ["--idempotency-store", self.idempotencyStore]
-            )
-            let store = (try? PostgresIdempotencyStore.configuration(self.idempotencyStore)) == nil
-                ? self.idempotencyStore : "PostgreSQL"
-            print("idempotency: runtime-noop, 1 process, \(self.idempotentRecords) records \(plain.summary)")
-            print("idempotency: keys in \(store), \(self.idempotencyWorkers) process(es) \(keyed.summary)")
-            print(String(format: "ratio with keys/without: %.3fx records/s", keyed.recordsPerSecond / plain.recordsPerSecond))
+            try await self.measureIdempotency(bootstrap: kafka.bootstrapServers, topic: topic, logger: logger)
         }
+    }
+
+    /// The idempotency comparison, `--rounds` times: the runtime with a no-op handler without a store, then with
+    /// keys in an empty `--idempotency-store`; each round's figures, the medians, and the ratio of the medians (one
+    /// round's ratio moves a lot on a shared machine: the run without a store lasts a fraction of a second).
+    private func measureIdempotency(bootstrap: String, topic: String, logger: Logger) async throws {
+        let store = (try? PostgresIdempotencyStore.configuration(self.idempotencyStore)) == nil
+            ? self.idempotencyStore : "PostgreSQL"
+        var plain: [BenchResult] = []
+        var keyed: [BenchResult] = []
+        for round in 1...self.rounds {
+            try await self.resetIdempotencyStore(logger: logger)
+            plain.append(try self.runChild(
+                mode: BenchConsumerCommand.Mode.runtimeNoop.rawValue, bootstrap: bootstrap, topic: topic,
+                round: 98 + 2 * round, records: self.idempotentRecords
+            ))
+            keyed.append(try self.runChildren(
+                self.idempotencyWorkers, mode: BenchConsumerCommand.Mode.runtimeIdempotent.rawValue,
+                bootstrap: bootstrap, topic: topic, round: 99 + 2 * round, records: self.idempotentRecords,
+                extra: ["--idempotency-store", self.idempotencyStore]
+            ))
+            print("idempotency round \(round)  without a store " + plain[round - 1].summary)
+            print("idempotency round \(round)  keys in \(store), \(self.idempotencyWorkers) process(es) " + keyed[round - 1].summary)
+        }
+        let without = BenchSummary(plain)
+        let with = BenchSummary(keyed)
+        print("idempotency: runtime-noop, 1 process, \(self.idempotentRecords) records  " + without.text)
+        print("idempotency: keys in \(store), \(self.idempotencyWorkers) process(es)  " + with.text)
+        let ratios = zip(keyed, plain).map { $0.recordsPerSecond / $1.recordsPerSecond }.sorted()
+        print(String(
+            format: "ratio with keys/without: %.3fx records/s (medians); by round %.3fx to %.3fx",
+            with.medianRate / without.medianRate, ratios.first!, ratios.last!
+        ))
     }
 
     /// Starts the idempotency run with an empty store: a new SQLite file, or PostgreSQL's keys table emptied.
