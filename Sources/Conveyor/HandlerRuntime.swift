@@ -401,7 +401,7 @@ final class HandlerRuntime: KafkaConsumerDelegate {
                 // A record waits for the pending completions when one of them is of its ordering key (it runs
                 // after its key's earlier record is settled), or when it has no claim made ahead: it may repeat
                 // an idempotency key of the run, whose completion it must see.
-                let ordering = completes ? self.orderingKey(of: run[position]) : nil
+                let ordering = completes ? self.orderingHash(of: run[position]) : nil
                 if !pending.isEmpty, early[position] == nil || ordering.map(pending.keys.contains) == true {
                     await self.finish(&pending, progress: progress)
                 }
@@ -620,6 +620,30 @@ final class HandlerRuntime: KafkaConsumerDelegate {
         case .partition: .partition(record.topicPartition)
         case .key: record.key.map { .key(topic: record.topic, bytes: Array($0)) } ?? .partition(record.topicPartition)
         }
+    }
+
+    /// A hash of the record's ordering key (see ``orderingKey(of:)``; `nil` under ``Ordering/none``), made from its
+    /// bytes in place: enough for a lane run's pending completions, which only tell whether a record's key may be
+    /// among theirs (two keys of one hash make a record wait for completions it need not wait for, never the
+    /// other way round).
+    private func orderingHash(of record: KafkaRecord) -> Int? {
+        var hasher = Hasher()
+        switch self.settings.ordering {
+        case .none:
+            return nil
+        case .partition:
+            hasher.combine(record.partition)
+        case .key:
+            let keyed = record.withUnsafeKeyBytes { key in
+                key.map { hasher.combine(bytes: $0) } != nil
+            }
+            hasher.combine(keyed)
+            if !keyed {
+                hasher.combine(record.partition)
+            }
+        }
+        hasher.combine(record.topic)
+        return hasher.finalize()
     }
 
     /// Queues `record` behind its key's waiting record, if its key is parked; `true` if it was queued.

@@ -1,4 +1,5 @@
 import Foundation
+import RdKafka
 import Synchronization
 
 /// How a handler finds a record's idempotency key, and what its keys promise.
@@ -143,10 +144,9 @@ struct IdempotentCall: Sendable {
         var seen = Set<String>()
         var wanted: [(position: Int, key: String, hash: String)] = []
         for (position, record) in records {
-            guard let key = self.key(of: record, handler: handler) else { continue }
-            let scoped = "\(self.scope)/\(key)"
+            guard let scoped = self.scopedKey(of: record, handler: handler) else { continue }
             guard seen.insert(scoped).inserted else { continue }
-            wanted.append((position, scoped, Self.payloadHash(record.value)))
+            wanted.append((position, scoped, Self.payloadHash(of: record.kafka)))
         }
         guard wanted.count > 1 else { return [:] }
         let now = Date()
@@ -178,15 +178,15 @@ struct IdempotentCall: Sendable {
             scoped = early.key
             hash = early.payloadHash
         } else {
-            guard let key = self.key(of: record, handler: handler) else {
+            guard let key = self.scopedKey(of: record, handler: handler) else {
                 if self.settings.required {
                     throw IdempotencyError.missingKey("\(self.settings.key)")
                 }
                 try await handler.handle(record, context: context)
                 return .handled
             }
-            scoped = "\(self.scope)/\(key)"
-            hash = Self.payloadHash(record.value)
+            scoped = key
+            hash = Self.payloadHash(of: record.kafka)
         }
         // The store tells processes apart, not the records of one process: a second record of the key here (on
         // another lane) waits until the first one's completion is written, then claims again.
@@ -234,27 +234,58 @@ struct IdempotentCall: Sendable {
         }
     }
 
-    private func key(of record: Record, handler: any Handler) -> String? {
-        let key: String? =
-            switch self.settings.key {
-            case .header(let name): record.header(name)
-            case .recordKey: record.key.map { String(decoding: $0, as: UTF8.self) }
-            case .handler: handler.idempotencyKey(for: record)
+    /// The record's key scoped by handler (`<handler>/<key>`); `nil` when it has none, or an empty one.
+    private func scopedKey(of record: Record, handler: any Handler) -> String? {
+        switch self.settings.key {
+        case .header(let name):
+            guard let key = record.header(name), !key.isEmpty else { return nil }
+            return "\(self.scope)/\(key)"
+        case .recordKey:
+            // One allocation, from the record's bytes (invalid UTF-8 is repaired, as `String(decoding:)` does).
+            return record.kafka.withUnsafeKeyBytes { key -> String? in
+                guard let key, !key.isEmpty else { return nil }
+                let scope = self.scope.utf8
+                return String(unsafeUninitializedCapacity: scope.count + 1 + key.count) { buffer in
+                    var end = buffer.initialize(fromContentsOf: scope)
+                    buffer[end] = UInt8(ascii: "/")
+                    end += 1
+                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[end...])).copyMemory(from: key)
+                    return end + key.count
+                }
             }
-        return key?.isEmpty == false ? key : nil
+        case .handler:
+            guard let key = handler.idempotencyKey(for: record), !key.isEmpty else { return nil }
+            return "\(self.scope)/\(key)"
+        }
     }
 
-    /// A 128-bit hash of the value (two 64-bit FNV-1a hashes with different offsets), as hex: enough to tell
-    /// payloads apart, not a cryptographic digest.
-    static func payloadHash(_ value: [UInt8]?) -> String {
-        guard let value else { return "null" }
-        var first: UInt64 = 0xcbf2_9ce4_8422_2325
-        var second: UInt64 = 0x6c62_272e_07bb_0142
-        for byte in value {
-            first = (first ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-            second = (second ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    /// A 128-bit hash of the record's value (two 64-bit FNV-1a hashes with different offsets), as hex, each half
+    /// without leading zeros (the form of the hashes that completed keys hold): enough to tell payloads apart, not
+    /// a cryptographic digest. Read in place and written in one allocation.
+    static func payloadHash(of record: KafkaRecord) -> String {
+        record.withUnsafeValueBytes { value in
+            guard let value else { return "null" }
+            var first: UInt64 = 0xcbf2_9ce4_8422_2325
+            var second: UInt64 = 0x6c62_272e_07bb_0142
+            for byte in value {
+                first = (first ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+                second = (second ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            }
+            return String(unsafeUninitializedCapacity: 32) { buffer in
+                hex(second, into: buffer, at: hex(first, into: buffer, at: 0))
+            }
         }
-        return String(first, radix: 16) + String(second, radix: 16)
+    }
+
+    /// Writes `value` in lowercase hex without leading zeros (`0` for zero) into `buffer` from `start`, as
+    /// `String(value, radix: 16)` spells it; returns where it ends.
+    private static func hex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
+        for index in 0..<digits {
+            let nibble = UInt8(truncatingIfNeeded: value >> (4 * UInt64(digits - 1 - index))) & 0xf
+            buffer[start + index] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+        }
+        return start + digits
     }
 }
 

@@ -181,15 +181,15 @@ struct PendingCompletions {
     }
 
     private(set) var entries: [Entry] = []
-    /// Ordering keys of the entries: a later record of one of them waits until they are written.
-    private(set) var keys: Set<HandlerRuntime.OrderingKey> = []
+    /// Hashes of the entries' ordering keys: a later record of one of them waits until they are written.
+    private(set) var keys: Set<Int> = []
     /// The last position done with on the lane, to report once the entries are written.
     private(set) var settledThrough: Int?
 
     var isEmpty: Bool { self.entries.isEmpty }
     var count: Int { self.entries.count }
 
-    mutating func add(_ entry: Entry, key: HandlerRuntime.OrderingKey?) {
+    mutating func add(_ entry: Entry, key: Int?) {
         self.entries.append(entry)
         if let key {
             self.keys.insert(key)

@@ -94,6 +94,13 @@ public struct KafkaRecord: Sendable {
         return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
     }
 
+    /// Calls `body` with the value's bytes (`nil` for a null value) without copying or slicing them.
+    @inlinable
+    public func withUnsafeValueBytes<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
+        guard let range = self.slot.value else { return try body(nil) }
+        return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
     /// The number of bytes of key and value, used for memory budgets.
     @inlinable public var byteCount: Int { self.slot.byteCount }
 
