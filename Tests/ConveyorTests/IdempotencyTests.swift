@@ -5,7 +5,7 @@ import class GRDB.DatabaseQueue
 import struct GRDB.Configuration
 import Logging
 import MetricsTestKit
-import RdKafka
+@testable import RdKafka
 import Synchronization
 import Testing
 
@@ -211,6 +211,29 @@ private func checkBatches(of store: any IdempotencyStore) async throws {
 
 @Suite("Idempotency stores")
 struct IdempotencyStoreTests {
+    @Test("Payload hashes keep the form of the hashes completed keys already hold (a new form would be a conflict)")
+    func payloadHashForm() {
+        let values: [[UInt8]?] = [nil, [], Array(#"{"id":"o-1","total":42}"#.utf8), Array("order-9900".utf8)]
+        var bytes: [UInt8] = []
+        var slots: [KafkaBatchStorage.RecordSlot] = []
+        for value in values {
+            let start = bytes.count
+            bytes += value ?? []
+            slots.append(.init(key: nil, value: value.map { _ in start..<bytes.count }, headers: 0..<0, topic: 0, timestamp: nil))
+        }
+        let storage = KafkaBatchStorage(bytes: bytes, headers: [], topics: ["t"], slots: slots)
+        let hashes = slots.indices.map {
+            IdempotentCall.payloadHash(of: KafkaRecord(partition: 0, offset: Int64($0), storage: storage, index: $0, topicIndex: 0))
+        }
+        // Two 64-bit FNV-1a hashes, each in hex without leading zeros (the last one's second half has 13 digits).
+        #expect(hashes == [
+            "null",
+            "cbf29ce4842223256c62272e07bb0142",
+            "8900c495a3af32759b6eebec2770c2",
+            "8064b050d4311684bd7f5817a7f3f",
+        ])
+    }
+
     @Test("Memory store: claim, held, lease takeover, complete, duplicate, release, purge, batches; bounded")
     func memory() async throws {
         try await checkSemantics(of: MemoryIdempotencyStore())
