@@ -4,10 +4,11 @@ internal import GRDBSQLite
 /// The values of one multi-row statement of ``SQLiteKeyWriter``, bound straight to GRDB's prepared SQLite statement
 /// and run there.
 ///
-/// GRDB's `StatementArguments` box every value as a `DatabaseValue` and bind strings one at a time; for statements
-/// of up to 64 rows that cost more of the store's writer thread than SQLite's own work on the rows (perf). Here the
-/// strings of all rows go into one byte buffer and SQLite reads them from it in place (`SQLITE_STATIC`) while the
-/// statement runs; the bindings are cleared before the buffer goes away.
+/// GRDB's `StatementArguments` box every value as a `DatabaseValue` and bind them one by one; for statements of up
+/// to 64 rows that was about a fifth of the store's writer thread (perf). Here the strings of all rows go into one
+/// byte buffer and SQLite reads them from it in place (`SQLITE_STATIC`) while the statement runs; the bindings are
+/// cleared before the buffer goes away. This is the one file that calls SQLite's C API itself; GRDB owns the
+/// connection and the prepared statement.
 struct SQLiteRowValues {
     private enum Value {
         case text(start: Int, count: Int)
