@@ -241,17 +241,9 @@ struct IdempotentCall: Sendable {
             guard let key = record.header(name), !key.isEmpty else { return nil }
             return "\(self.scope)/\(key)"
         case .recordKey:
-            // One allocation, from the record's bytes (invalid UTF-8 is repaired, as `String(decoding:)` does).
-            return record.kafka.withUnsafeKeyBytes { key -> String? in
+            return record.kafka.withUnsafeKeyBytes { key in
                 guard let key, !key.isEmpty else { return nil }
-                let scope = self.scope.utf8
-                return String(unsafeUninitializedCapacity: scope.count + 1 + key.count) { buffer in
-                    var end = buffer.initialize(fromContentsOf: scope)
-                    buffer[end] = UInt8(ascii: "/")
-                    end += 1
-                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[end...])).copyMemory(from: key)
-                    return end + key.count
-                }
+                return "\(self.scope)/\(String(decoding: key, as: UTF8.self))"
             }
         case .handler:
             guard let key = handler.idempotencyKey(for: record), !key.isEmpty else { return nil }
@@ -261,7 +253,7 @@ struct IdempotentCall: Sendable {
 
     /// A 128-bit hash of the record's value (two 64-bit FNV-1a hashes with different offsets), as hex, each half
     /// without leading zeros (the form of the hashes that completed keys hold): enough to tell payloads apart, not
-    /// a cryptographic digest. Read in place and written in one allocation.
+    /// a cryptographic digest. The value is read in place.
     static func payloadHash(of record: KafkaRecord) -> String {
         record.withUnsafeValueBytes { value in
             guard let value else { return "null" }
@@ -271,21 +263,8 @@ struct IdempotentCall: Sendable {
                 first = (first ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
                 second = (second ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
             }
-            return String(unsafeUninitializedCapacity: 32) { buffer in
-                hex(second, into: buffer, at: hex(first, into: buffer, at: 0))
-            }
+            return String(first, radix: 16) + String(second, radix: 16)
         }
-    }
-
-    /// Writes `value` in lowercase hex without leading zeros (`0` for zero) into `buffer` from `start`, as
-    /// `String(value, radix: 16)` spells it; returns where it ends.
-    private static func hex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
-        let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
-        for index in 0..<digits {
-            let nibble = UInt8(truncatingIfNeeded: value >> (4 * UInt64(digits - 1 - index))) & 0xf
-            buffer[start + index] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
-        }
-        return start + digits
     }
 }
 
