@@ -157,6 +157,12 @@ private func checkSemantics(of store: any IdempotencyStore) async throws {
     #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now + 1) != .claimed, "only the owner releases")
     try await store.release("h/b", owner: "p")
     #expect(try await store.claim("h/b", payloadHash: "2", owner: "q", lease: .seconds(10), now: now) == .claimed, "released")
+    // The owner's claim again renews its lease: nobody takes the key over at the first lease's end.
+    #expect(try await store.claim("h/d", payloadHash: "4", owner: "p", lease: .seconds(10), now: now) == .claimed)
+    #expect(try await store.claim("h/d", payloadHash: "4", owner: "p", lease: .seconds(10), now: now + 8) == .claimed)
+    let renewed = try await store.claim("h/d", payloadHash: "4", owner: "q", lease: .seconds(10), now: now + 12)
+    #expect(isHeld(renewed, until: now + 18), "never run concurrently: the renewed lease holds until now + 18: \(renewed)")
+    try await store.release("h/d", owner: "p")
     try await store.complete("h/c", payloadHash: "3", owner: "p", ttl: .seconds(1), now: now)
     #expect(try await store.purgeExpired(now: now + 50) == 2, "h/b's lease and h/c's time to live ended; h/a lives")
     #expect(try await store.claim("h/a", payloadHash: "1", owner: "p", lease: .seconds(10), now: now + 50) == .completed(payloadHash: "1"), "h/a kept")
