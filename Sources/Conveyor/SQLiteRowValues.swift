@@ -8,7 +8,8 @@ internal import GRDBSQLite
 /// to 64 rows that was about a fifth of the store's writer thread (perf). Here the strings of all rows go into one
 /// byte buffer and SQLite reads them from it in place (`SQLITE_STATIC`) while the statement runs; the bindings are
 /// cleared before the buffer goes away. This is the one file that calls SQLite's C API itself; GRDB owns the
-/// connection and the prepared statement.
+/// connection and the prepared statement, but does not see these runs of it: GRDB's transaction observers and
+/// database-region tracking miss them (the store registers none).
 struct SQLiteRowValues {
     private enum Value {
         case text(start: Int, count: Int)
