@@ -706,7 +706,7 @@ struct IdempotencyRuntimeTests {
         try await database.drop()
     }
 
-    @Test("The store fails between a handler and its key's completion: nothing committed, the record runs again, one effect")
+    @Test("The store fails between a handler and its key's completion: nothing committed, the record runs again, one effect, in key order")
     func completionFails() async throws {
         let topic = "idem-completion-outage"
         let records = 20
@@ -745,7 +745,15 @@ struct IdempotencyRuntimeTests {
         #expect(try await run.value.isClean)
         let done = await effects()
         #expect(done.count == records && done.values.allSatisfy { $0 == 1 }, "one effect each: \(done)")
-        #expect(completionCalls.value.filter { $0 == "order-0" }.count >= 2, "the record whose completion failed ran again")
+        let calls = completionCalls.value
+        #expect(calls.filter { $0 == "order-0" }.count >= 2, "the record whose completion failed ran again")
+        // All records share one Kafka key: each runs only after the last run of the one before it, whose
+        // completion was pending or failed (per-key order across idempotency keys).
+        for index in 1..<records {
+            let before = calls.lastIndex(of: "order-\(index - 1)")
+            let first = calls.firstIndex(of: "order-\(index)")
+            #expect(before != nil && first != nil && before! < first!, "order-\(index) runs only after order-\(index - 1)'s last run: \(calls)")
+        }
         #expect(statistics.deadLettered == 0, "nothing went to the dead-letter topic")
         #expect(!statistics.isIdempotencyStoreUnavailable)
     }
