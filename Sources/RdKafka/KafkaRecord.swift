@@ -90,14 +90,19 @@ public struct KafkaRecord: Sendable {
     /// Calls `body` with the key's bytes (`nil` for a null key) without copying or slicing them.
     @inlinable
     public func withUnsafeKeyBytes<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
-        guard let range = self.slot.key else { return try body(nil) }
-        return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        try self.withUnsafeBytes(in: self.slot.key, body)
     }
 
     /// Calls `body` with the value's bytes (`nil` for a null value) without copying or slicing them.
     @inlinable
     public func withUnsafeValueBytes<Result>(_ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
-        guard let range = self.slot.value else { return try body(nil) }
+        try self.withUnsafeBytes(in: self.slot.value, body)
+    }
+
+    /// Calls `body` with the batch's bytes in `range` (`nil` for no range).
+    @inlinable
+    func withUnsafeBytes<Result>(in range: Range<Int>?, _ body: (UnsafeRawBufferPointer?) throws -> Result) rethrows -> Result {
+        guard let range else { return try body(nil) }
         return try self.storage.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
     }
 
